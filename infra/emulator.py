@@ -1,0 +1,171 @@
+"""Runs moto's server for Stockroom: the local AWS (DynamoDB, Streams, SQS, S3).
+
+Two differences from plain `moto_server`, both about fidelity:
+
+* Requests are dispatched one at a time. DynamoDB makes every conditional
+  write and transaction atomic; moto checks a condition and then writes in
+  Python, so two threads could both pass `available >= :qty` and drive a level
+  below zero, and a cancelled transaction restores a snapshot of the whole
+  table over concurrent writes. Serialising dispatch gives DynamoDB's
+  guarantees back; sockets are still read and written concurrently.
+* A cancelled DynamoDB transaction undoes only the items it touched. moto
+  deep-copies every table in a transaction before running it, which costs
+  time in proportion to the table's size: a table with a few thousand
+  ledger entries makes each sale take hundreds of milliseconds. The
+  replacement below checks every condition first (DynamoDB forbids two
+  actions on one item, so the checks are independent), then applies the
+  writes with an item-level undo log. Error codes, cancellation reasons and
+  ALL_OLD images are moto's own.
+* With --exit-with-stdin the server exits as soon as its standard input
+  closes, so a test process that dies never leaves an emulator behind.
+"""
+
+import argparse
+import os
+import sys
+import threading
+
+import copy
+
+from moto.dynamodb.comparisons import get_filter_expression
+from moto.dynamodb.exceptions import (
+    ConditionalCheckFailed,
+    MockValidationException,
+    MultipleTransactionsException,
+    TooManyTransactionsException,
+    TransactionCanceledException,
+    TransactWriteSingleOpException,
+)
+from moto.dynamodb.models import DynamoDBBackend
+from moto.moto_server.threaded_moto_server import MotoRequestHandler
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+from werkzeug.serving import run_simple
+
+
+def transact_write_items(self, transact_items):
+    if len(transact_items) > 100:
+        raise TooManyTransactionsException()
+    targets = set()
+    errors = []
+    ops = []
+    # Phase 1: every condition, against the state before the transaction.
+    for item in transact_items:
+        if len(item) > 1:
+            raise TransactWriteSingleOpException
+        op_type, op = next(iter(item.items()))
+        original_item = None
+        try:
+            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
+                raise ValueError("Unsupported transaction operation")
+            table = self.get_table(op["TableName"])
+            if op_type == "Put":
+                attrs = op["Item"]
+                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
+                if table.range_key_attr is not None:
+                    key[table.range_key_attr] = attrs[table.range_key_attr]
+            else:
+                key = op["Key"]
+            target = (op["TableName"], str(dict(sorted(key.items()))))
+            if target in targets:
+                raise MultipleTransactionsException()
+            targets.add(target)
+            current = self.get_item(op["TableName"], key)
+            condition = op.get("ConditionExpression")
+            if condition is not None:
+                check = get_filter_expression(
+                    condition,
+                    op.get("ExpressionAttributeNames"),
+                    op.get("ExpressionAttributeValues"),
+                )
+                if not check.expr(current):
+                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
+                        original_item = current.to_json()["Attributes"]
+                    raise ConditionalCheckFailed(item=original_item)
+            ops.append((op_type, op, table, key))
+            errors.append((None, None, None))
+        except (MultipleTransactionsException, MockValidationException):
+            raise
+        except ConditionalCheckFailed as e:
+            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
+        except Exception as e:  # noqa: BLE001 - reported as moto reports it
+            errors.append((type(e).__name__, str(e), original_item))
+    if any(code is not None for code, _, _ in errors):
+        raise TransactionCanceledException(errors)
+    # Phase 2: the writes, with an undo log of the touched items only.
+    undo = []
+    try:
+        for op_type, op, table, key in ops:
+            hash_key, range_key = self.get_keys_value(table, key)
+            before = table.get_item(hash_key, range_key)
+            shard = table.stream_shard
+            undo.append((table, hash_key, range_key, copy.deepcopy(before),
+                         len(shard.items) if shard is not None else None))
+            names = op.get("ExpressionAttributeNames")
+            values = op.get("ExpressionAttributeValues")
+            if op_type == "Put":
+                self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
+                              expression_attribute_values=values)
+            elif op_type == "Delete":
+                self.delete_item(op["TableName"], key, expression_attribute_names=names,
+                                 expression_attribute_values=values)
+            elif op_type == "Update":
+                self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
+                                 expression_attribute_names=names,
+                                 expression_attribute_values=values)
+    except Exception:
+        for table, hash_key, range_key, before, stream_len in reversed(undo):
+            if table.has_range_key:
+                bucket = table.items[hash_key]
+                if before is None:
+                    bucket.pop(range_key, None)
+                else:
+                    bucket[range_key] = before
+            elif before is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = before
+            if stream_len is not None:
+                del table.stream_shard.items[stream_len:]
+        raise
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
+
+
+def serialised(app):
+    lock = threading.Lock()
+
+    def handle(environ, start_response):
+        with lock:
+            # Materialise the body inside the lock: the work happens while iterating.
+            return list(app(environ, start_response))
+
+    return handle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=4566)
+    parser.add_argument("--exit-with-stdin", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("MOTO_PORT", str(args.port))
+    if args.exit_with_stdin:
+
+        def watch() -> None:
+            sys.stdin.read()
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True).start()
+    app = DomainDispatcherApplication(create_backend_app)
+    run_simple(
+        args.host,
+        args.port,
+        serialised(app),
+        threaded=True,
+        request_handler=MotoRequestHandler,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,152 @@
+//! Creates what `template.yaml` declares on the local emulator. Idempotent:
+//! what exists is left as it is, so a second `make dev` just works.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType, TimeToLiveSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+
+use crate::template::Template;
+
+#[derive(Debug, thiserror::Error)]
+#[error("bootstrap failed at {what}: {message}")]
+pub struct BootstrapError {
+    pub what: String,
+    pub message: String,
+}
+
+fn fail<E: std::error::Error>(what: impl Into<String>) -> impl FnOnce(E) -> BootstrapError {
+    let what = what.into();
+    move |e| BootstrapError {
+        what,
+        message: aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string(),
+    }
+}
+
+/// The physical names and URLs of a created stack, by logical id.
+#[derive(Debug, Clone, Default)]
+pub struct Stack {
+    pub tables: HashMap<String, String>,
+    pub queue_urls: HashMap<String, String>,
+    pub buckets: HashMap<String, String>,
+}
+
+/// Creates every table, queue and bucket of the template that is missing.
+pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Result<Stack, BootstrapError> {
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    let mut stack = Stack::default();
+
+    for t in &template.tables {
+        let exists = ddb.describe_table().table_name(&t.name).send().await.is_ok();
+        if !exists {
+            let mut req = ddb
+                .create_table()
+                .table_name(&t.name)
+                .billing_mode(BillingMode::PayPerRequest);
+            for (attr, ty) in &t.attributes {
+                req = req.attribute_definitions(
+                    AttributeDefinition::builder()
+                        .attribute_name(attr)
+                        .attribute_type(ScalarAttributeType::from(ty.as_str()))
+                        .build()
+                        .map_err(fail(format!("table {}", t.name)))?,
+                );
+            }
+            for (attr, ty) in &t.key_schema {
+                req = req.key_schema(
+                    KeySchemaElement::builder()
+                        .attribute_name(attr)
+                        .key_type(KeyType::from(ty.as_str()))
+                        .build()
+                        .map_err(fail(format!("table {}", t.name)))?,
+                );
+            }
+            if let Some(view) = &t.stream_view {
+                req = req.stream_specification(
+                    StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(StreamViewType::from(view.as_str()))
+                        .build()
+                        .map_err(fail(format!("table {}", t.name)))?,
+                );
+            }
+            req.send()
+                .await
+                .map_err(fail(format!("create table {}", t.name)))?;
+            if let Some(attr) = &t.ttl_attribute {
+                ddb.update_time_to_live()
+                    .table_name(&t.name)
+                    .time_to_live_specification(
+                        TimeToLiveSpecification::builder()
+                            .attribute_name(attr)
+                            .enabled(true)
+                            .build()
+                            .map_err(fail(format!("ttl {}", t.name)))?,
+                    )
+                    .send()
+                    .await
+                    .map_err(fail(format!("ttl {}", t.name)))?;
+            }
+        }
+        stack.tables.insert(t.logical_id.clone(), t.name.clone());
+    }
+
+    // Dead-letter queues first, so the queues that use them can point at their ARNs.
+    let mut queues = template.queues.clone();
+    queues.sort_by_key(|q| q.dead_letter.is_some());
+    for q in &queues {
+        let mut req = sqs.create_queue().queue_name(&q.name);
+        if q.fifo {
+            req = req.attributes(QueueAttributeName::FifoQueue, "true");
+        }
+        if let Some(v) = q.visibility_timeout {
+            req = req.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
+        }
+        if let Some((dlq, max)) = &q.dead_letter {
+            let dlq_url = stack.queue_urls.get(dlq).ok_or_else(|| BootstrapError {
+                what: format!("queue {}", q.name),
+                message: format!("dead-letter queue {dlq} is not declared"),
+            })?;
+            let arn = sqs
+                .get_queue_attributes()
+                .queue_url(dlq_url)
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await
+                .map_err(fail(format!("queue {dlq}")))?
+                .attributes()
+                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                .unwrap_or_default();
+            req = req.attributes(
+                QueueAttributeName::RedrivePolicy,
+                serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
+            );
+        }
+        let out = req
+            .send()
+            .await
+            .map_err(fail(format!("create queue {}", q.name)))?;
+        stack.queue_urls.insert(
+            q.logical_id.clone(),
+            out.queue_url().unwrap_or_default().to_owned(),
+        );
+    }
+
+    for b in &template.buckets {
+        let exists = s3.head_bucket().bucket(&b.name).send().await.is_ok();
+        if !exists {
+            s3.create_bucket()
+                .bucket(&b.name)
+                .send()
+                .await
+                .map_err(fail(format!("create bucket {}", b.name)))?;
+        }
+        stack.buckets.insert(b.logical_id.clone(), b.name.clone());
+    }
+    Ok(stack)
+}

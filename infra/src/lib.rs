@@ -1,0 +1,8 @@
+//! The local stack: everything `make dev`, `make demo` and the tests need to
+//! run Stockroom on a laptop against moto's server.
+
+pub mod bootstrap;
+pub mod template;
+
+pub use bootstrap::{bootstrap, Stack};
+pub use template::Template;

@@ -1,0 +1,343 @@
+//! Reads `template.yaml`: the one description of every resource. The local
+//! stack and the tests create what it declares, so local and cloud cannot drift.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("template.yaml: {0}")]
+    Shape(String),
+}
+
+/// A DynamoDB table as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableSpec {
+    pub logical_id: String,
+    pub name: String,
+    /// (attribute, type) pairs.
+    pub attributes: Vec<(String, String)>,
+    /// (attribute, HASH|RANGE) pairs.
+    pub key_schema: Vec<(String, String)>,
+    pub stream_view: Option<String>,
+    pub ttl_attribute: Option<String>,
+}
+
+/// An SQS queue as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    pub logical_id: String,
+    pub name: String,
+    pub fifo: bool,
+    /// The logical id of its dead-letter queue, with maxReceiveCount.
+    pub dead_letter: Option<(String, u32)>,
+    pub visibility_timeout: Option<u32>,
+}
+
+/// An S3 bucket as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BucketSpec {
+    pub logical_id: String,
+    pub name: String,
+}
+
+/// Where an asynchronous trigger reads from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerSource {
+    /// An SQS queue, by logical id.
+    Queue(String),
+    /// A table's stream, by the table's logical id.
+    Stream(String),
+}
+
+/// An SQS or DynamoDB-stream event source mapping of a function.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerSpec {
+    pub function: String,
+    pub event: String,
+    pub source: TriggerSource,
+    pub batch_size: u32,
+    pub report_batch_item_failures: bool,
+    /// The `FilterCriteria` patterns, as JSON text.
+    pub filters: Vec<String>,
+}
+
+/// A function: its binary and whether it has a URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionSpec {
+    pub logical_id: String,
+    pub binary: String,
+    pub has_url: bool,
+}
+
+/// What the local stack needs from the template.
+#[derive(Debug, Clone, Default)]
+pub struct Template {
+    pub tables: Vec<TableSpec>,
+    pub queues: Vec<QueueSpec>,
+    pub buckets: Vec<BucketSpec>,
+    pub functions: Vec<FunctionSpec>,
+    pub triggers: Vec<TriggerSpec>,
+}
+
+fn shape(msg: impl Into<String>) -> TemplateError {
+    TemplateError::Shape(msg.into())
+}
+
+/// Resolves a name: a plain string, or `!Sub` with `${AWS::StackName}`.
+fn name(v: &Value, stack: &str) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Tagged(t) if t.tag == "!Sub" || t.tag == "Fn::Sub" => {
+            t.value.as_str().map(|s| s.replace("${AWS::StackName}", stack))
+        }
+        Value::Mapping(m) => m
+            .get("Fn::Sub")
+            .and_then(Value::as_str)
+            .map(|s| s.replace("${AWS::StackName}", stack)),
+        _ => None,
+    }
+}
+
+/// The logical id behind `!GetAtt X.Arn`, `!Ref X` or `!GetAtt X.StreamArn`.
+fn referenced(v: &Value) -> Option<String> {
+    match v {
+        Value::Tagged(t) if t.tag == "!GetAtt" || t.tag == "!Ref" => match &t.value {
+            Value::String(s) => s.split('.').next().map(str::to_owned),
+            Value::Sequence(seq) => seq.first().and_then(Value::as_str).map(str::to_owned),
+            _ => None,
+        },
+        Value::Mapping(m) => m
+            .get("Fn::GetAtt")
+            .and_then(|g| g.as_sequence()?.first()?.as_str().map(str::to_owned))
+            .or_else(|| m.get("Ref").and_then(Value::as_str).map(str::to_owned)),
+        _ => None,
+    }
+}
+
+fn pairs(v: Option<&Value>, a: &str, b: &str) -> Vec<(String, String)> {
+    v.and_then(Value::as_sequence)
+        .map(|seq| {
+            seq.iter()
+                .filter_map(|e| Some((e.get(a)?.as_str()?.to_owned(), e.get(b)?.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Template {
+    pub fn load(path: &Path, stack: &str) -> Result<Self, TemplateError> {
+        let text = std::fs::read_to_string(path).map_err(|e| TemplateError::Read {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, stack)
+    }
+
+    /// Parses the template, naming resources for the stack `stack`.
+    pub fn parse(text: &str, stack: &str) -> Result<Self, TemplateError> {
+        let doc: Value = serde_yaml::from_str(text).map_err(|e| shape(e.to_string()))?;
+        let resources = doc
+            .get("Resources")
+            .and_then(Value::as_mapping)
+            .ok_or_else(|| shape("no Resources"))?;
+        let mut out = Template::default();
+        let sorted: BTreeMap<String, &Value> = resources
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v)))
+            .collect();
+        for (id, res) in sorted {
+            let ty = res.get("Type").and_then(Value::as_str).unwrap_or_default();
+            let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+            let named = |field: &str| {
+                props
+                    .get(field)
+                    .and_then(|v| name(v, stack))
+                    .unwrap_or_else(|| format!("{stack}-{}", id.to_ascii_lowercase()))
+            };
+            match ty {
+                "AWS::DynamoDB::Table" => out.tables.push(TableSpec {
+                    name: named("TableName"),
+                    attributes: pairs(
+                        props.get("AttributeDefinitions"),
+                        "AttributeName",
+                        "AttributeType",
+                    ),
+                    key_schema: pairs(props.get("KeySchema"), "AttributeName", "KeyType"),
+                    stream_view: props
+                        .get("StreamSpecification")
+                        .and_then(|s| s.get("StreamViewType"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    ttl_attribute: props
+                        .get("TimeToLiveSpecification")
+                        .and_then(|s| s.get("AttributeName"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                    logical_id: id.clone(),
+                }),
+                "AWS::SQS::Queue" => out.queues.push(QueueSpec {
+                    name: named("QueueName"),
+                    fifo: props.get("FifoQueue").and_then(Value::as_bool).unwrap_or(false),
+                    dead_letter: props.get("RedrivePolicy").and_then(|r| {
+                        let dlq = referenced(r.get("deadLetterTargetArn")?)?;
+                        let max = r.get("maxReceiveCount").and_then(Value::as_u64).unwrap_or(5) as u32;
+                        Some((dlq, max))
+                    }),
+                    visibility_timeout: props
+                        .get("VisibilityTimeout")
+                        .and_then(Value::as_u64)
+                        .map(|v| v as u32),
+                    logical_id: id.clone(),
+                }),
+                "AWS::S3::Bucket" => out.buckets.push(BucketSpec {
+                    name: named("BucketName"),
+                    logical_id: id.clone(),
+                }),
+                "AWS::Serverless::Function" => {
+                    let binary = res
+                        .get("Metadata")
+                        .and_then(|m| m.get("BuildProperties"))
+                        .and_then(|b| b.get("Binary"))
+                        .and_then(Value::as_str)
+                        .ok_or_else(|| shape(format!("{id}: Metadata.BuildProperties.Binary is required")))?
+                        .to_owned();
+                    out.functions.push(FunctionSpec {
+                        logical_id: id.clone(),
+                        binary: binary.clone(),
+                        has_url: props.get("FunctionUrlConfig").is_some(),
+                    });
+                    for (event, spec) in props
+                        .get("Events")
+                        .and_then(Value::as_mapping)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let ev_type = spec.get("Type").and_then(Value::as_str).unwrap_or_default();
+                        let p = spec.get("Properties").cloned().unwrap_or(Value::Null);
+                        let source = match ev_type {
+                            "SQS" => TriggerSource::Queue(
+                                p.get("Queue")
+                                    .and_then(referenced)
+                                    .ok_or_else(|| shape(format!("{id}: SQS Queue")))?,
+                            ),
+                            "DynamoDB" => TriggerSource::Stream(
+                                p.get("Stream")
+                                    .and_then(referenced)
+                                    .ok_or_else(|| shape(format!("{id}: Stream")))?,
+                            ),
+                            _ => continue,
+                        };
+                        let filters = p
+                            .get("FilterCriteria")
+                            .and_then(|f| f.get("Filters"))
+                            .and_then(Value::as_sequence)
+                            .map(|fs| {
+                                fs.iter()
+                                    .filter_map(|f| {
+                                        f.get("Pattern").and_then(Value::as_str).map(str::to_owned)
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        out.triggers.push(TriggerSpec {
+                            function: binary.clone(),
+                            event: event.as_str().unwrap_or_default().to_owned(),
+                            source,
+                            batch_size: p.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as u32,
+                            report_batch_item_failures: p
+                                .get("FunctionResponseTypes")
+                                .and_then(Value::as_sequence)
+                                .is_some_and(|s| {
+                                    s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures"))
+                                }),
+                            filters,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn table(&self, logical_id: &str) -> Option<&TableSpec> {
+        self.tables.iter().find(|t| t.logical_id == logical_id)
+    }
+
+    pub fn queue(&self, logical_id: &str) -> Option<&QueueSpec> {
+        self.queues.iter().find(|q| q.logical_id == logical_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_project_template() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let t = Template::load(&path, "local").unwrap();
+        let table = t.table("StockTable").unwrap();
+        assert_eq!(table.name, "local-stock");
+        assert_eq!(
+            table.key_schema,
+            vec![("pk".into(), "HASH".into()), ("sk".into(), "RANGE".into())]
+        );
+        assert_eq!(table.ttl_attribute.as_deref(), Some("expires_at"));
+        assert_eq!(table.stream_view.as_deref(), Some("NEW_AND_OLD_IMAGES"));
+        assert_eq!(t.queue("AlertQueue").unwrap().name, "local-alerts");
+        let bins: Vec<_> = t.functions.iter().map(|f| f.binary.as_str()).collect();
+        assert!(bins.contains(&"sale-webhook") && bins.contains(&"stock-api"));
+    }
+
+    #[test]
+    fn reads_triggers_and_dead_letter_queues() {
+        let text = r#"
+Resources:
+  Q:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-q"
+      RedrivePolicy:
+        deadLetterTargetArn: !GetAtt D.Arn
+        maxReceiveCount: 3
+  D:
+    Type: AWS::SQS::Queue
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties:
+        Binary: f
+    Properties:
+      Events:
+        FromQ:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Q.Arn
+            BatchSize: 5
+            FunctionResponseTypes: [ReportBatchItemFailures]
+        FromStream:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt T.StreamArn
+            FilterCriteria:
+              Filters:
+                - Pattern: '{"dynamodb": {}}'
+"#;
+        let t = Template::parse(text, "s").unwrap();
+        assert_eq!(t.queue("Q").unwrap().name, "s-q");
+        assert_eq!(t.queue("Q").unwrap().dead_letter, Some(("D".into(), 3)));
+        assert_eq!(t.queue("D").unwrap().name, "s-d");
+        assert_eq!(t.triggers.len(), 2);
+        let q = t.triggers.iter().find(|x| x.event == "FromQ").unwrap();
+        assert_eq!((q.batch_size, q.report_batch_item_failures), (5, true));
+        let s = t.triggers.iter().find(|x| x.event == "FromStream").unwrap();
+        assert_eq!(s.source, TriggerSource::Stream("T".into()));
+        assert_eq!(s.filters, vec![r#"{"dynamodb": {}}"#.to_owned()]);
+    }
+}

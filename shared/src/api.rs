@@ -1,0 +1,77 @@
+//! HTTP answers shared by the function URLs: always JSON, errors as
+//! `{"error": "<code>", "message": "<what was wrong>"}`.
+
+use http::{header, Response, StatusCode};
+use serde::Serialize;
+
+/// Largest request body accepted (413 beyond). Far above a real order.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A JSON response.
+pub fn json<T: Serialize>(status: StatusCode, body: &T) -> Response<String> {
+    let text = serde_json::to_string(body).unwrap_or_else(|e| {
+        serde_json::json!({"error": "internal", "message": format!("response not serialisable: {e}")})
+            .to_string()
+    });
+    let mut res = Response::new(text);
+    *res.status_mut() = status;
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    res
+}
+
+/// A JSON error with a stable code and a human reason.
+pub fn error(status: StatusCode, code: &str, message: impl std::fmt::Display) -> Response<String> {
+    json(
+        status,
+        &serde_json::json!({"error": code, "message": message.to_string()}),
+    )
+}
+
+/// Decodes `%XX` escapes in a path segment; `None` if they are not valid UTF-8.
+pub fn percent_decode(raw: &str) -> Option<String> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let v = u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?;
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The header's value as text, if present and readable.
+pub fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("JKT%20BLUE%2FM").as_deref(), Some("JKT BLUE/M"));
+        assert_eq!(percent_decode("plain").as_deref(), Some("plain"));
+        assert_eq!(percent_decode("bad%2"), None);
+        assert_eq!(percent_decode("%ff"), None);
+    }
+
+    #[test]
+    fn errors_are_json_with_code_and_message() {
+        let r = error(StatusCode::BAD_REQUEST, "bad_request", "quantity: nope");
+        assert_eq!(r.status(), 400);
+        let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
+        assert_eq!(v["error"], "bad_request");
+        assert_eq!(v["message"], "quantity: nope");
+    }
+}

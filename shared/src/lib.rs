@@ -1,0 +1,25 @@
+//! Stockroom's library: one stock count everyone obeys.
+//!
+//! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
+//! - [`order`]: sale webhooks (Shopify and generic) parsed into an [`order::Order`].
+//! - [`signature`]: webhook HMAC checks.
+//! - [`store`]: the DynamoDB stock store, where every sale and adjustment is decided.
+//! - [`alerts`]: oversell alerts and metrics.
+//! - [`config`]: settings from the environment.
+
+pub mod alerts;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod order;
+pub mod signature;
+pub mod store;
+
+/// The CloudWatch metric namespace for every function.
+pub const METRIC_NAMESPACE: &str = "Stockroom";
+
+// The SDK crates, re-exported so every function builds against one version.
+pub use aws_config;
+pub use aws_sdk_dynamodb;
+pub use aws_sdk_sqs;

@@ -1,0 +1,930 @@
+//! The DynamoDB stock store: levels, ledger and receipts in one table.
+//!
+//! | item    | pk                          | sk                                  |
+//! |---------|-----------------------------|-------------------------------------|
+//! | level   | `SKU#<sku>`                 | `LEVEL#<location>`                  |
+//! | ledger  | `SKU#<sku>`                 | `LEDGER#<at>#<reference>#<n>`       |
+//! | receipt | `RECEIPT#<kind>#<key>`      | `PART#<nnnn>`                       |
+//!
+//! Every stock change is one `TransactWriteItems`: the conditional level
+//! update(s), their ledger entries and the receipt that makes the change
+//! idempotent. A duplicate fails the receipt's condition and gets the stored
+//! answer back through `ReturnValuesOnConditionCheckFailure=ALL_OLD`.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, CancellationReason, ConditionCheck, Put, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock;
+use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
+use crate::order::{Order, OrderLine, SkippedLine};
+
+/// DynamoDB's limit on actions in one TransactWriteItems.
+pub const MAX_TRANSACTION_ACTIONS: usize = 100;
+/// Sale lines per transaction: each takes a level action and a ledger entry,
+/// and the chunk's receipt takes one more.
+pub const LINES_PER_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 2;
+/// Attempts at one transaction before giving up under contention.
+const MAX_ATTEMPTS: u32 = 12;
+
+type Item = HashMap<String, AttributeValue>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB request failed: {0}")]
+    Dynamo(String),
+    #[error("gave up after {0} attempts: the items kept changing under contention")]
+    Contention(u32),
+    #[error("a stored item is not readable: {0}")]
+    Corrupt(String),
+}
+
+impl<E: std::error::Error + 'static, R: std::fmt::Debug> From<SdkError<E, R>> for StoreError {
+    fn from(e: SdkError<E, R>) -> Self {
+        StoreError::Dynamo(DisplayErrorContext(&e).to_string())
+    }
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
+        StoreError::Dynamo(e.to_string())
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+}
+
+fn get_n(item: &Item, key: &str) -> Option<i64> {
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn level_key(sku: &Sku, location: &Location) -> Item {
+    HashMap::from([
+        ("pk".into(), s(format!("SKU#{sku}"))),
+        ("sk".into(), s(format!("LEVEL#{location}"))),
+    ])
+}
+
+/// Names used in expressions, so no attribute collides with a reserved word.
+fn level_names() -> HashMap<String, String> {
+    [
+        ("#av", "available"),
+        ("#ver", "version"),
+        ("#ua", "updated_at"),
+        ("#lr", "last_reason"),
+        ("#lref", "last_reference"),
+        ("#sku", "sku"),
+        ("#loc", "location"),
+        ("#kind", "kind"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The SET clause every level change shares: timestamp, cause, identity.
+const LEVEL_STAMP: &str = "#ua = :now, #lr = :reason, #lref = :ref, #sku = :sku, #loc = :loc, #kind = :level";
+
+fn stamp_values(line_sku: &Sku, loc: &Location, now: &str, reason: ReasonCode, reference: &str) -> Item {
+    HashMap::from([
+        (":now".into(), s(now)),
+        (":reason".into(), s(reason.as_str())),
+        (":ref".into(), s(reference)),
+        (":sku".into(), s(line_sku.as_str())),
+        (":loc".into(), s(loc.as_str())),
+        (":level".into(), s("level")),
+        (":one".into(), n(1)),
+    ])
+}
+
+/// What one sale line expects to find, refined from what a failed attempt saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// Enough stock for the whole line: `available >= requested`.
+    Covers,
+    /// Less than requested: take all of it, `available = n`.
+    Exactly(i64),
+    /// No level for this SKU and location.
+    Missing,
+}
+
+impl Expect {
+    fn take(self, requested: i64) -> i64 {
+        match self {
+            Expect::Covers => requested,
+            Expect::Exactly(a) => a.clamp(0, requested),
+            Expect::Missing => 0,
+        }
+    }
+
+    /// What a failed condition's old image says to expect next time.
+    fn from_seen(seen: Option<&Item>, requested: i64) -> Self {
+        match seen.and_then(|i| get_n(i, "available")) {
+            None => Expect::Missing,
+            Some(a) if a >= requested => Expect::Covers,
+            Some(a) => Expect::Exactly(a.max(0)),
+        }
+    }
+}
+
+/// The outcome of one sale line, as stored on the receipt and answered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LineResult {
+    pub sku: String,
+    pub location: String,
+    pub requested: u32,
+    pub taken: u32,
+    pub short: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SaleStatus {
+    Applied,
+    Oversold,
+    Duplicate,
+}
+
+/// The answer to a sale webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SaleOutcome {
+    pub order: String,
+    pub status: SaleStatus,
+    pub lines: Vec<LineResult>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedLine>,
+}
+
+impl SaleOutcome {
+    /// Units the platform sold that the master count could not cover.
+    pub fn short_units(&self) -> u32 {
+        self.lines.iter().map(|l| l.short).sum()
+    }
+}
+
+enum ChunkOutcome {
+    Applied(Vec<LineResult>),
+    Duplicate(Vec<LineResult>),
+}
+
+/// One stock level as the stock API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LevelView {
+    pub location: String,
+    pub available: i64,
+    pub version: i64,
+    pub updated_at: String,
+    pub last_reason: Option<String>,
+    pub last_reference: Option<String>,
+}
+
+/// One movement in a SKU's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub at: String,
+    pub sku: String,
+    pub location: String,
+    pub delta: i64,
+    pub reason: String,
+    pub reference: String,
+    pub actor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requested: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub short: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A page of the ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LedgerPage {
+    pub sku: String,
+    pub entries: Vec<LedgerEntry>,
+    /// Pass as `?cursor=` for the next (older) page; absent on the last page.
+    pub next: Option<String>,
+}
+
+/// How a manual adjustment changes a level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Add (or with a negative number, remove) units.
+    Delta(i64),
+    /// Set the figure to an absolute count.
+    Set(i64),
+}
+
+/// A manual, audited adjustment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment {
+    pub sku: Sku,
+    pub location: Location,
+    pub change: Change,
+    /// Compare-and-set: apply only if the level shows exactly this figure.
+    pub expected: Option<i64>,
+    pub reason: ReasonCode,
+    pub actor: Actor,
+    pub note: Option<String>,
+    pub document: Option<DocumentRef>,
+    /// The caller's `Idempotency-Key`, if any.
+    pub idempotency_key: Option<String>,
+}
+
+impl Adjustment {
+    /// A fingerprint of what was asked, so a reused key with another request is caught.
+    fn fingerprint(&self) -> String {
+        let change = match self.change {
+            Change::Delta(d) => format!("delta:{d}"),
+            Change::Set(v) => format!("set:{v}"),
+        };
+        hash(&format!(
+            "{}\n{}\n{}\n{:?}\n{}\n{}\n{:?}\n{:?}",
+            self.sku,
+            self.location,
+            change,
+            self.expected,
+            self.reason,
+            self.actor.as_str(),
+            self.note,
+            self.document.as_ref().map(DocumentRef::as_str)
+        ))
+    }
+}
+
+/// The answer to an applied adjustment (also replayed for a repeated key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdjustmentOutcome {
+    pub adjustment: String,
+    pub sku: String,
+    pub location: String,
+    pub reason: String,
+    pub delta: i64,
+    pub before: i64,
+    pub available: i64,
+    pub version: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdjustError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("expected {expected} available but the level shows {current}")]
+    ExpectedMismatch { expected: i64, current: i64 },
+    #[error("the change would take the level below zero: {current} available, change {delta}")]
+    BelowZero { current: i64, delta: i64 },
+    #[error("this Idempotency-Key was already used for a different adjustment")]
+    KeyReused,
+}
+
+impl From<aws_sdk_dynamodb::error::BuildError> for AdjustError {
+    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
+        AdjustError::Store(e.into())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdjustResult {
+    Applied(AdjustmentOutcome),
+    /// The same `Idempotency-Key` and request were seen before: the original answer.
+    Replayed(AdjustmentOutcome),
+}
+
+fn hash(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn cancellation_reasons(err: &SdkError<TransactWriteItemsError>) -> Option<&[CancellationReason]> {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => Some(e.cancellation_reasons()),
+        _ => None,
+    }
+}
+
+fn failed_condition(r: Option<&CancellationReason>) -> bool {
+    r.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
+}
+
+/// Waits a little, more after each failed attempt, with jitter so racing
+/// writers spread out.
+async fn backoff(attempt: u32) {
+    let base = 4u64 << attempt.min(6);
+    tokio::time::sleep(Duration::from_millis(base / 2 + fastrand::u64(0..=base))).await;
+}
+
+/// The stock table.
+#[derive(Debug, Clone)]
+pub struct StockStore {
+    client: Client,
+    table: String,
+    receipt_ttl: Duration,
+}
+
+impl StockStore {
+    pub fn new(client: Client, table: impl Into<String>, receipt_ttl_days: u32) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            receipt_ttl: Duration::from_secs(u64::from(receipt_ttl_days) * 86_400),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    fn expires_at(&self) -> i64 {
+        clock::epoch_seconds() + self.receipt_ttl.as_secs() as i64
+    }
+
+    /// Applies a sale: every line takes `min(requested, available)` with a
+    /// conditional write, never below zero, together with the order's receipt
+    /// and ledger entries. A repeated order changes nothing and gets its
+    /// original lines back with status `duplicate`.
+    pub async fn apply_sale(&self, order: &Order, actor: &Actor) -> Result<SaleOutcome, StoreError> {
+        let mut lines = Vec::with_capacity(order.lines.len());
+        let mut all_duplicate = !order.lines.is_empty();
+        for (part, chunk) in order.lines.chunks(LINES_PER_TRANSACTION).enumerate() {
+            match self.apply_sale_chunk(order, part, chunk, actor).await? {
+                ChunkOutcome::Applied(l) => {
+                    all_duplicate = false;
+                    lines.extend(l);
+                }
+                ChunkOutcome::Duplicate(l) => lines.extend(l),
+            }
+        }
+        let status = if all_duplicate {
+            SaleStatus::Duplicate
+        } else if lines.iter().any(|l| l.short > 0) {
+            SaleStatus::Oversold
+        } else {
+            SaleStatus::Applied
+        };
+        Ok(SaleOutcome {
+            order: order.order_id.clone(),
+            status,
+            lines,
+            skipped: order.skipped.clone(),
+        })
+    }
+
+    async fn apply_sale_chunk(
+        &self,
+        order: &Order,
+        part: usize,
+        chunk: &[OrderLine],
+        actor: &Actor,
+    ) -> Result<ChunkOutcome, StoreError> {
+        let reference = format!("order:{}/{}", order.source, order.order_id);
+        let receipt_pk = format!("RECEIPT#order#{}", order.receipt_key());
+        let fingerprint = hash(
+            &chunk
+                .iter()
+                .map(|l| format!("{}|{}|{}\n", l.sku, l.location, l.quantity.get()))
+                .collect::<String>(),
+        );
+        let mut expects = vec![Expect::Covers; chunk.len()];
+        for attempt in 0..MAX_ATTEMPTS {
+            let now = clock::now();
+            let results: Vec<LineResult> = chunk
+                .iter()
+                .zip(&expects)
+                .map(|(l, e)| {
+                    let requested = l.quantity.as_i64();
+                    let taken = e.take(requested);
+                    LineResult {
+                        sku: l.sku.to_string(),
+                        location: l.location.to_string(),
+                        requested: l.quantity.get(),
+                        taken: taken as u32,
+                        short: (requested - taken) as u32,
+                    }
+                })
+                .collect();
+            let oversold = results.iter().any(|r| r.short > 0);
+            let lines_json =
+                serde_json::to_string(&results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let mut items = Vec::with_capacity(1 + 2 * chunk.len());
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(HashMap::from([
+                                ("pk".into(), s(&receipt_pk)),
+                                ("sk".into(), s(format!("PART#{part:04}"))),
+                                ("kind".into(), s("receipt")),
+                                ("status".into(), s(if oversold { "oversold" } else { "applied" })),
+                                ("lines".into(), s(lines_json)),
+                                ("fingerprint".into(), s(&fingerprint)),
+                                ("channel".into(), s(&order.channel)),
+                                ("created_at".into(), s(&now)),
+                                ("expires_at".into(), n(self.expires_at())),
+                            ])))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()?,
+                    )
+                    .build(),
+            );
+            for (i, (line, expect)) in chunk.iter().zip(&expects).enumerate() {
+                items.push(self.sale_level_action(line, *expect, &now, &reference)?);
+                let r = &results[i];
+                items.push(self.ledger_put(
+                    &line.sku,
+                    LedgerEntry {
+                        at: now.clone(),
+                        sku: r.sku.clone(),
+                        location: r.location.clone(),
+                        delta: -i64::from(r.taken),
+                        reason: ReasonCode::Sale.as_str().into(),
+                        reference: reference.clone(),
+                        actor: actor.as_str().into(),
+                        requested: Some(i64::from(r.requested)),
+                        short: Some(i64::from(r.short)),
+                        before: None,
+                        after: None,
+                        document: None,
+                        note: None,
+                    },
+                    &format!("{part}.{i}"),
+                )?);
+            }
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(ChunkOutcome::Applied(results)),
+                Err(e) => e,
+            };
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(err.into());
+            };
+            if failed_condition(reasons.first()) {
+                let stored = reasons
+                    .first()
+                    .and_then(CancellationReason::item)
+                    .ok_or_else(|| {
+                        StoreError::Corrupt("duplicate receipt came back without its item".into())
+                    })?;
+                if get_s(stored, "fingerprint") != Some(fingerprint.as_str()) {
+                    tracing::warn!(order = %order.order_id, source = %order.source,
+                        "a repeated order carries different lines; the first delivery stands");
+                }
+                let lines = get_s(stored, "lines")
+                    .and_then(|l| serde_json::from_str(l).ok())
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!("receipt {receipt_pk} has no readable lines"))
+                    })?;
+                return Ok(ChunkOutcome::Duplicate(lines));
+            }
+            let mut refined = false;
+            for (i, line) in chunk.iter().enumerate() {
+                let reason = reasons.get(1 + 2 * i);
+                if failed_condition(reason) {
+                    expects[i] =
+                        Expect::from_seen(reason.and_then(CancellationReason::item), line.quantity.as_i64());
+                    refined = true;
+                }
+            }
+            tracing::debug!(attempt, refined, order = %order.order_id, "sale transaction cancelled; retrying");
+            if !refined {
+                // A conflict with another transaction on the same items: wait, then retry as is.
+                backoff(attempt).await;
+            }
+        }
+        Err(StoreError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// The conditional write for one sale line, shaped by what we expect to find.
+    fn sale_level_action(
+        &self,
+        line: &OrderLine,
+        expect: Expect,
+        now: &str,
+        reference: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let key = level_key(&line.sku, &line.location);
+        let names = level_names();
+        let item = match expect {
+            Expect::Covers | Expect::Exactly(1..) => {
+                let mut values = stamp_values(&line.sku, &line.location, now, ReasonCode::Sale, reference);
+                let (set, condition) = if expect == Expect::Covers {
+                    values.insert(":take".into(), n(line.quantity.as_i64()));
+                    ("#av = #av - :take", "#av >= :take")
+                } else {
+                    let Expect::Exactly(a) = expect else {
+                        unreachable!()
+                    };
+                    values.insert(":seen".into(), n(a));
+                    values.insert(":zero".into(), n(0));
+                    ("#av = :zero", "#av = :seen")
+                };
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key))
+                            .update_expression(format!("SET {set}, {LEVEL_STAMP} ADD #ver :one"))
+                            .condition_expression(condition)
+                            .set_expression_attribute_names(Some(names))
+                            .set_expression_attribute_values(Some(values))
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()?,
+                    )
+                    .build()
+            }
+            Expect::Exactly(_) | Expect::Missing => {
+                let (condition, values) = if expect == Expect::Missing {
+                    ("attribute_not_exists(pk)", None)
+                } else {
+                    ("#av = :zero", Some(HashMap::from([(":zero".to_owned(), n(0))])))
+                };
+                let names = values
+                    .as_ref()
+                    .map(|_| HashMap::from([("#av".to_owned(), "available".to_owned())]));
+                TransactWriteItem::builder()
+                    .condition_check(
+                        ConditionCheck::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(key))
+                            .condition_expression(condition)
+                            .set_expression_attribute_names(names)
+                            .set_expression_attribute_values(values)
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()?,
+                    )
+                    .build()
+            }
+        };
+        Ok(item)
+    }
+
+    fn ledger_put(&self, sku: &Sku, entry: LedgerEntry, seq: &str) -> Result<TransactWriteItem, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(format!("SKU#{sku}"))),
+            (
+                "sk".into(),
+                s(format!("LEDGER#{}#{}#{seq}", entry.at, entry.reference)),
+            ),
+            ("kind".into(), s("ledger")),
+            ("at".into(), s(entry.at)),
+            ("sku".into(), s(entry.sku)),
+            ("location".into(), s(entry.location)),
+            ("delta".into(), n(entry.delta)),
+            ("reason".into(), s(entry.reason)),
+            ("reference".into(), s(entry.reference)),
+            ("actor".into(), s(entry.actor)),
+        ]);
+        let optional_n = [
+            ("requested", entry.requested),
+            ("short", entry.short),
+            ("before", entry.before),
+            ("after", entry.after),
+        ];
+        for (k, v) in optional_n {
+            if let Some(v) = v {
+                item.insert(k.into(), n(v));
+            }
+        }
+        for (k, v) in [("document", entry.document), ("note", entry.note)] {
+            if let Some(v) = v.filter(|v| !v.is_empty()) {
+                item.insert(k.into(), s(v));
+            }
+        }
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()?,
+            )
+            .build())
+    }
+
+    /// Every level of a SKU, read strongly consistent. Empty for a SKU never stocked.
+    pub async fn levels(&self, sku: &Sku) -> Result<Vec<LevelView>, StoreError> {
+        let mut levels = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key_condition_expression("pk = :pk AND begins_with(sk, :level)")
+                .expression_attribute_values(":pk", s(format!("SKU#{sku}")))
+                .expression_attribute_values(":level", s("LEVEL#"))
+                .set_exclusive_start_key(start)
+                .send()
+                .await?;
+            for item in out.items() {
+                levels.push(LevelView {
+                    location: get_s(item, "location").unwrap_or_default().to_owned(),
+                    available: get_n(item, "available").unwrap_or(0),
+                    version: get_n(item, "version").unwrap_or(0),
+                    updated_at: get_s(item, "updated_at").unwrap_or_default().to_owned(),
+                    last_reason: get_s(item, "last_reason").map(str::to_owned),
+                    last_reference: get_s(item, "last_reference").map(str::to_owned),
+                });
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(levels)
+    }
+
+    /// A page of a SKU's ledger, newest first.
+    pub async fn ledger(
+        &self,
+        sku: &Sku,
+        limit: i32,
+        cursor: Option<&str>,
+    ) -> Result<LedgerPage, StoreError> {
+        let pk = format!("SKU#{sku}");
+        let start = cursor.map(|sk| HashMap::from([("pk".to_owned(), s(&pk)), ("sk".to_owned(), s(sk))]));
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :ledger)")
+            .expression_attribute_values(":pk", s(&pk))
+            .expression_attribute_values(":ledger", s("LEDGER#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        let entries = out
+            .items()
+            .iter()
+            .map(|item| LedgerEntry {
+                at: get_s(item, "at").unwrap_or_default().to_owned(),
+                sku: get_s(item, "sku").unwrap_or_default().to_owned(),
+                location: get_s(item, "location").unwrap_or_default().to_owned(),
+                delta: get_n(item, "delta").unwrap_or(0),
+                reason: get_s(item, "reason").unwrap_or_default().to_owned(),
+                reference: get_s(item, "reference").unwrap_or_default().to_owned(),
+                actor: get_s(item, "actor").unwrap_or_default().to_owned(),
+                requested: get_n(item, "requested"),
+                short: get_n(item, "short"),
+                before: get_n(item, "before"),
+                after: get_n(item, "after"),
+                document: get_s(item, "document").map(str::to_owned),
+                note: get_s(item, "note").map(str::to_owned),
+            })
+            .collect();
+        let next = out
+            .last_evaluated_key()
+            .and_then(|k| get_s(k, "sk"))
+            .map(encode_cursor);
+        Ok(LedgerPage {
+            sku: sku.to_string(),
+            entries,
+            next,
+        })
+    }
+
+    /// Applies a manual adjustment: a compare-and-set on the level's version,
+    /// so the ledger records the exact figure before and after.
+    pub async fn adjust(&self, adj: &Adjustment) -> Result<AdjustResult, AdjustError> {
+        let fingerprint = adj.fingerprint();
+        let adjustment_id = adj
+            .idempotency_key
+            .clone()
+            .unwrap_or_else(|| format!("{:032x}", fastrand::u128(..)));
+        let receipt_pk = format!("RECEIPT#adjustment#{adjustment_id}");
+        if adj.idempotency_key.is_some() {
+            let got = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .key("pk", s(&receipt_pk))
+                .key("sk", s("PART#0000"))
+                .send()
+                .await
+                .map_err(StoreError::from)?;
+            if let Some(item) = got.item() {
+                return replay(item, &fingerprint);
+            }
+        }
+        let reference = format!("adjustment:{adjustment_id}");
+        for attempt in 0..MAX_ATTEMPTS {
+            let current = self
+                .client
+                .get_item()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .set_key(Some(level_key(&adj.sku, &adj.location)))
+                .send()
+                .await
+                .map_err(StoreError::from)?;
+            let (before, version) = current
+                .item()
+                .map(|i| (get_n(i, "available").unwrap_or(0), get_n(i, "version")))
+                .unwrap_or((0, None));
+            if let Some(expected) = adj.expected {
+                if expected != before {
+                    return Err(AdjustError::ExpectedMismatch {
+                        expected,
+                        current: before,
+                    });
+                }
+            }
+            let after = match adj.change {
+                Change::Delta(d) => before + d,
+                Change::Set(v) => v,
+            };
+            if after < 0 {
+                return Err(AdjustError::BelowZero {
+                    current: before,
+                    delta: after - before,
+                });
+            }
+            let now = clock::now();
+            let outcome = AdjustmentOutcome {
+                adjustment: adjustment_id.clone(),
+                sku: adj.sku.to_string(),
+                location: adj.location.to_string(),
+                reason: adj.reason.as_str().into(),
+                delta: after - before,
+                before,
+                available: after,
+                version: version.unwrap_or(0) + 1,
+            };
+            let mut values = stamp_values(&adj.sku, &adj.location, &now, adj.reason, &reference);
+            values.insert(":after".into(), n(after));
+            let condition = match version {
+                Some(v) => {
+                    values.insert(":ver".into(), n(v));
+                    "#ver = :ver"
+                }
+                None => "attribute_not_exists(pk)",
+            };
+            let mut items = vec![TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .set_key(Some(level_key(&adj.sku, &adj.location)))
+                        .update_expression(format!("SET #av = :after, {LEVEL_STAMP} ADD #ver :one"))
+                        .condition_expression(condition)
+                        .set_expression_attribute_names(Some(level_names()))
+                        .set_expression_attribute_values(Some(values))
+                        .build()?,
+                )
+                .build()];
+            items.push(self.ledger_put(
+                &adj.sku,
+                LedgerEntry {
+                    at: now.clone(),
+                    sku: outcome.sku.clone(),
+                    location: outcome.location.clone(),
+                    delta: outcome.delta,
+                    reason: outcome.reason.clone(),
+                    reference: reference.clone(),
+                    actor: adj.actor.as_str().into(),
+                    requested: None,
+                    short: None,
+                    before: Some(before),
+                    after: Some(after),
+                    document: adj.document.as_ref().map(|d| d.as_str().to_owned()),
+                    note: adj.note.clone(),
+                },
+                "0",
+            )?);
+            let response = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            items.push(
+                TransactWriteItem::builder()
+                    .put(
+                        Put::builder()
+                            .table_name(&self.table)
+                            .set_item(Some(HashMap::from([
+                                ("pk".into(), s(&receipt_pk)),
+                                ("sk".into(), s("PART#0000")),
+                                ("kind".into(), s("receipt")),
+                                ("response".into(), s(response)),
+                                ("fingerprint".into(), s(&fingerprint)),
+                                ("created_at".into(), s(&now)),
+                                ("expires_at".into(), n(self.expires_at())),
+                            ])))
+                            .condition_expression("attribute_not_exists(pk)")
+                            .return_values_on_condition_check_failure(
+                                ReturnValuesOnConditionCheckFailure::AllOld,
+                            )
+                            .build()?,
+                    )
+                    .build(),
+            );
+            let err = match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items))
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(AdjustResult::Applied(outcome)),
+                Err(e) => e,
+            };
+            let Some(reasons) = cancellation_reasons(&err) else {
+                return Err(StoreError::from(err).into());
+            };
+            if let Some(stored) = reasons
+                .get(2)
+                .filter(|r| failed_condition(Some(r)))
+                .and_then(CancellationReason::item)
+            {
+                return replay(stored, &fingerprint);
+            }
+            // The level moved (or a conflicting transaction ran): read again and retry.
+            tracing::debug!(attempt, sku = %adj.sku, "adjustment raced another change; retrying");
+            backoff(attempt).await;
+        }
+        Err(StoreError::Contention(MAX_ATTEMPTS).into())
+    }
+}
+
+fn replay(item: &Item, fingerprint: &str) -> Result<AdjustResult, AdjustError> {
+    if get_s(item, "fingerprint") != Some(fingerprint) {
+        return Err(AdjustError::KeyReused);
+    }
+    let outcome = get_s(item, "response")
+        .and_then(|r| serde_json::from_str(r).ok())
+        .ok_or_else(|| StoreError::Corrupt("adjustment receipt has no readable response".into()))?;
+    Ok(AdjustResult::Replayed(outcome))
+}
+
+/// Ledger cursors are opaque to callers: the sort key, base64url-encoded.
+fn encode_cursor(sk: &str) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
+}
+
+/// Decodes a cursor from [`LedgerPage::next`]; `None` if it is not one of ours.
+pub fn decode_cursor(cursor: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()?;
+    String::from_utf8(raw).ok().filter(|sk| sk.starts_with("LEDGER#"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expectation_refines_from_the_old_image() {
+        let item = |a: i64| HashMap::from([("available".to_owned(), n(a))]);
+        assert_eq!(Expect::from_seen(None, 3), Expect::Missing);
+        assert_eq!(Expect::from_seen(Some(&item(5)), 3), Expect::Covers);
+        assert_eq!(Expect::from_seen(Some(&item(2)), 3), Expect::Exactly(2));
+        assert_eq!(Expect::from_seen(Some(&item(-1)), 3), Expect::Exactly(0));
+        assert_eq!(Expect::Covers.take(3), 3);
+        assert_eq!(Expect::Exactly(2).take(3), 2);
+        assert_eq!(Expect::Missing.take(3), 0);
+    }
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_values() {
+        let sk = "LEDGER#2026-11-22T10:00:00.000000Z#order:s/1#0.0";
+        assert_eq!(decode_cursor(&encode_cursor(sk)).as_deref(), Some(sk));
+        assert_eq!(decode_cursor(&encode_cursor("RECEIPT#x")), None);
+        assert_eq!(decode_cursor("!!!"), None);
+    }
+}

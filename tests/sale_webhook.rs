@@ -1,0 +1,343 @@
+//! The sale webhook against the emulator: signatures, idempotency, and the
+//! never-negative rule under concurrency.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use stockroom::signature::{sign_generic, sign_shopify};
+use stockroom_tests::{read, stack, url_request, TestStack, SECRET, SHOP};
+
+fn generic(order_id: &str, lines: Value) -> Vec<u8> {
+    serde_json::to_vec(&json!({"channel": "marketplace", "order_id": order_id, "lines": lines})).unwrap()
+}
+
+async fn post_generic(s: &TestStack, app: &sale_webhook::App, body: &[u8]) -> (u16, Value) {
+    let _ = s;
+    let sig = sign_generic(SECRET.as_bytes(), body);
+    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], body);
+    read(sale_webhook::handle(app, req).await)
+}
+
+fn shopify_headers(body: &[u8], secret: &str, webhook_id: &str, topic: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-Shopify-Hmac-Sha256", sign_shopify(secret.as_bytes(), body)),
+        ("X-Shopify-Shop-Domain", SHOP.to_owned()),
+        ("X-Shopify-Webhook-Id", webhook_id.to_owned()),
+        ("X-Shopify-Topic", topic.to_owned()),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+async fn post_shopify(app: &sale_webhook::App, body: &[u8], webhook_id: &str, topic: &str) -> (u16, Value) {
+    let req = url_request(
+        "POST",
+        "/",
+        &[],
+        &shopify_headers(body, SECRET, webhook_id, topic),
+        body,
+    );
+    read(sale_webhook::handle(app, req).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_orders_never_take_more_than_there_is() {
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "warehouse", 50).await;
+    let app = Arc::new(s.sale_app());
+
+    // A watcher reads the level throughout; it must never see it below zero.
+    let stop = Arc::new(AtomicBool::new(false));
+    let lowest = Arc::new(AtomicI64::new(i64::MAX));
+    let watcher = {
+        let (stop, lowest) = (stop.clone(), lowest.clone());
+        let ddb = s.ddb.clone();
+        let table = s.table().to_owned();
+        tokio::spawn(async move {
+            let mut reads = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let item = ddb
+                    .get_item()
+                    .table_name(&table)
+                    .consistent_read(true)
+                    .key(
+                        "pk",
+                        stockroom::aws_sdk_dynamodb::types::AttributeValue::S("SKU#JKT-BLUE-M".into()),
+                    )
+                    .key(
+                        "sk",
+                        stockroom::aws_sdk_dynamodb::types::AttributeValue::S("LEVEL#warehouse".into()),
+                    )
+                    .send()
+                    .await
+                    .unwrap();
+                let a: i64 = item.item().unwrap()["available"].as_n().unwrap().parse().unwrap();
+                lowest.fetch_min(a, Ordering::Relaxed);
+                reads += 1;
+            }
+            reads
+        })
+    };
+
+    let orders = (0..200).map(|i| {
+        let app = app.clone();
+        let body = generic(
+            &format!("flash-{i}"),
+            json!([{"sku": "JKT-BLUE-M", "quantity": 1}]),
+        );
+        tokio::spawn(async move {
+            let sig = sign_generic(SECRET.as_bytes(), &body);
+            let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
+            read(sale_webhook::handle(&app, req).await)
+        })
+    });
+    let answers: Vec<(u16, Value)> = futures::future::join_all(orders)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    stop.store(true, Ordering::Relaxed);
+    let reads = watcher.await.unwrap();
+
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    let taken: u64 = answers
+        .iter()
+        .map(|(_, b)| b["lines"][0]["taken"].as_u64().unwrap())
+        .sum();
+    let applied = answers.iter().filter(|(_, b)| b["status"] == "applied").count();
+    let oversold = answers.iter().filter(|(_, b)| b["status"] == "oversold").count();
+    eprintln!(
+        "200 concurrent orders for 50 units: taken {taken}, applied {applied}, oversold {oversold}, \
+         lowest level observed {} over {reads} reads",
+        lowest.load(Ordering::Relaxed)
+    );
+    assert_eq!(taken, 50);
+    assert_eq!(applied, 50);
+    assert_eq!(oversold, 150);
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
+    assert!(lowest.load(Ordering::Relaxed) >= 0);
+    assert!(reads > 0);
+
+    // Every oversold order raised an alert; every order is in the ledger.
+    let alerts = s.drain(s.alert_queue()).await;
+    assert_eq!(alerts.len(), 150);
+    assert!(alerts
+        .iter()
+        .all(|a| a["kind"] == "oversell" && a["short_units"] == 1));
+    let mut entries = 0;
+    let mut cursor = None;
+    loop {
+        let page = s
+            .store()
+            .ledger(
+                &stockroom::domain::Sku::parse("JKT-BLUE-M").unwrap(),
+                200,
+                cursor.as_deref(),
+            )
+            .await
+            .unwrap();
+        entries += page.entries.iter().filter(|e| e.reason == "sale").count();
+        match page.next {
+            Some(n) => cursor = stockroom::store::decode_cursor(&n),
+            None => break,
+        }
+    }
+    assert_eq!(entries, 200);
+}
+
+#[tokio::test]
+async fn the_same_order_changes_stock_once_whatever_the_webhook_id() {
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "warehouse", 5).await;
+    let app = s.sale_app();
+    let body = serde_json::to_vec(&json!({
+        "id": 5001, "source_name": "web", "location_id": null,
+        "line_items": [{"sku": "JKT-BLUE-M", "quantity": 2}]
+    }))
+    .unwrap();
+    let (status, first) = post_shopify(&app, &body, "wh-1", "orders/create").await;
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (200, Some("applied")),
+        "{first}"
+    );
+    for _ in 0..2 {
+        let (status, again) = post_shopify(&app, &body, "wh-1", "orders/create").await;
+        assert_eq!(status, 200);
+        assert_eq!(again["status"], "duplicate");
+        assert_eq!(again["lines"], first["lines"]);
+    }
+    // A new webhook id (and the orders/paid topic) for the same order: still a duplicate.
+    let (status, paid) = post_shopify(&app, &body, "wh-2", "orders/paid").await;
+    assert_eq!((status, paid["status"].as_str()), (200, Some("duplicate")));
+    assert_eq!(paid["lines"], first["lines"]);
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(3));
+}
+
+#[tokio::test]
+async fn bad_signatures_are_refused_and_change_nothing() {
+    let s = stack().await;
+    s.seed("CAP", "warehouse", 4).await;
+    let app = s.sale_app();
+    let body = serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "CAP", "quantity": 1}]})).unwrap();
+
+    // Wrong secret.
+    let req = url_request(
+        "POST",
+        "/",
+        &[],
+        &shopify_headers(&body, "not-the-secret", "w", "orders/create"),
+        &body,
+    );
+    let (status, err) = read(sale_webhook::handle(&app, req).await);
+    assert_eq!((status, err["error"].as_str()), (401, Some("unauthorized")));
+    // Missing signature.
+    let headers: Vec<_> = shopify_headers(&body, SECRET, "w", "orders/create")
+        .into_iter()
+        .skip(1)
+        .collect();
+    let (status, _) = read(sale_webhook::handle(&app, url_request("POST", "/", &[], &headers, &body)).await);
+    assert_eq!(status, 401);
+    // Signed for another body.
+    let other = serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "CAP", "quantity": 4}]})).unwrap();
+    let req = url_request(
+        "POST",
+        "/",
+        &[],
+        &shopify_headers(&body, SECRET, "w", "orders/create"),
+        &other,
+    );
+    assert_eq!(read(sale_webhook::handle(&app, req).await).0, 401);
+    // Generic: no header, and a wrong one.
+    let g = generic("g-1", json!([{"sku": "CAP", "quantity": 1}]));
+    assert_eq!(
+        read(sale_webhook::handle(&app, url_request("POST", "/", &[], &[], &g)).await).0,
+        401
+    );
+    let bad = sign_generic(b"wrong", &g);
+    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", bad)], &g);
+    assert_eq!(read(sale_webhook::handle(&app, req).await).0, 401);
+
+    assert_eq!(s.available("CAP", "warehouse").await, Some(4));
+}
+
+#[tokio::test]
+async fn malformed_orders_get_400_with_a_reason_and_change_nothing() {
+    let s = stack().await;
+    s.seed("CAP", "warehouse", 4).await;
+    let app = s.sale_app();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"{\"channel\": \"pos\", ".to_vec(), "JSON"),
+        (
+            generic("n-1", json!([{"sku": "CAP", "quantity": -1}])),
+            "quantity",
+        ),
+        (generic("n-2", json!([{"sku": "CAP", "quantity": 0}])), "quantity"),
+        (
+            generic("n-3", json!([{"sku": "CAP", "quantity": 1}, {"quantity": 1}])),
+            "sku",
+        ),
+        (
+            serde_json::to_vec(&json!({"channel": "pos", "lines": [{"sku": "CAP", "quantity": 1}]})).unwrap(),
+            "order_id",
+        ),
+    ];
+    for (body, needle) in cases {
+        let (status, err) = post_generic(&s, &app, &body).await;
+        assert_eq!(status, 400, "{err}");
+        assert_eq!(err["error"], "bad_request");
+        assert!(err["message"].as_str().unwrap().contains(needle), "{err}");
+    }
+    // Shopify with a negative quantity on the second line: nothing of the order applies.
+    let body = serde_json::to_vec(&json!({"id": 9, "line_items": [
+        {"sku": "CAP", "quantity": 1}, {"sku": "CAP", "quantity": -3}]}))
+    .unwrap();
+    assert_eq!(post_shopify(&app, &body, "w", "orders/create").await.0, 400);
+    // Too large.
+    let huge = generic(
+        &"x".repeat(10),
+        json!([{"sku": "CAP", "quantity": 1, "pad": "y".repeat(1_100_000)}]),
+    );
+    assert_eq!(post_generic(&s, &app, &huge).await.0, 413);
+    assert_eq!(s.available("CAP", "warehouse").await, Some(4));
+}
+
+#[tokio::test]
+async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    s.seed("JKT-BLUE-L", "warehouse", 10).await;
+    let app = s.sale_app();
+    let body = generic(
+        "multi-1",
+        json!([
+            {"sku": "JKT-BLUE-L", "quantity": 3},
+            {"sku": "JKT-BLUE-M", "quantity": 2},
+            {"sku": "NEVER-SEEN", "quantity": 1}
+        ]),
+    );
+    let (status, res) = post_generic(&s, &app, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(res["status"], "oversold");
+    assert_eq!(
+        res["lines"],
+        json!([
+            {"sku": "JKT-BLUE-L", "location": "warehouse", "requested": 3, "taken": 3, "short": 0},
+            {"sku": "JKT-BLUE-M", "location": "warehouse", "requested": 2, "taken": 1, "short": 1},
+            {"sku": "NEVER-SEEN", "location": "warehouse", "requested": 1, "taken": 0, "short": 1}
+        ])
+    );
+    assert_eq!(s.available("JKT-BLUE-L", "warehouse").await, Some(7));
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
+    assert_eq!(s.available("NEVER-SEEN", "warehouse").await, None);
+    let alerts = s.drain(s.alert_queue()).await;
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0]["short_units"], 2);
+    assert_eq!(alerts[0]["order"], "multi-1");
+}
+
+#[tokio::test]
+async fn orders_larger_than_one_transaction_apply_once() {
+    let s = stack().await;
+    let skus: Vec<String> = (0..120).map(|i| format!("BULK-{i:03}")).collect();
+    for sku in &skus {
+        s.seed(sku, "warehouse", 2).await;
+    }
+    let app = s.sale_app();
+    let lines: Vec<Value> = skus
+        .iter()
+        .map(|sku| json!({"sku": sku, "quantity": 1}))
+        .collect();
+    let body = generic("bulk-1", json!(lines));
+    let (status, res) = post_generic(&s, &app, &body).await;
+    assert_eq!((status, res["status"].as_str()), (200, Some("applied")), "{res}");
+    assert_eq!(res["lines"].as_array().unwrap().len(), 120);
+    let (_, again) = post_generic(&s, &app, &body).await;
+    assert_eq!(again["status"], "duplicate");
+    assert_eq!(again["lines"], res["lines"]);
+    for sku in [&skus[0], &skus[60], &skus[119]] {
+        assert_eq!(s.available(sku, "warehouse").await, Some(1), "{sku}");
+    }
+}
+
+#[tokio::test]
+async fn shopify_location_ids_map_to_locations() {
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "shop-1", 1).await;
+    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    let app = s.sale_app();
+    let body = serde_json::to_vec(&json!({
+        "id": 77, "source_name": "pos", "location_id": 111,
+        "line_items": [{"sku": "JKT-BLUE-M", "quantity": 1}, {"sku": null, "title": "Gift card", "quantity": 1}]
+    }))
+    .unwrap();
+    let (status, res) = post_shopify(&app, &body, "w-77", "orders/create").await;
+    assert_eq!((status, res["status"].as_str()), (200, Some("applied")), "{res}");
+    assert_eq!(res["lines"][0]["location"], "shop-1");
+    assert_eq!(res["skipped"][0]["index"], 1);
+    assert_eq!(s.available("JKT-BLUE-M", "shop-1").await, Some(0));
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(1));
+    // Topics that do not move stock are acknowledged and ignored.
+    let (status, res) = post_shopify(&app, &body, "w-78", "orders/cancelled").await;
+    assert_eq!((status, res["status"].as_str()), (200, Some("ignored")));
+}

@@ -1,0 +1,293 @@
+//! Test harness: one moto server per test binary, on a free port, and a fresh,
+//! uniquely named stack (table, queues) per test, created from `template.yaml`.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use lambda_http::{Body, Request};
+use serde_json::{json, Value};
+use stockroom::alerts::Alerts;
+use stockroom::aws_config::{self, BehaviorVersion, Region, SdkConfig};
+use stockroom::config::LocationRules;
+use stockroom::domain::Location;
+use stockroom::signature::WebhookSecrets;
+use stockroom::store::StockStore;
+use stockroom_local::{bootstrap, Stack, Template};
+
+/// The secret every test stack signs webhooks with.
+pub const SECRET: &str = "test-webhook-secret";
+/// The shop domain the Shopify tests use.
+pub const SHOP: &str = "stockroom-test.myshopify.com";
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A running emulator. The child's stdin is held open: when this process
+/// exits, the pipe closes and the emulator exits with it.
+pub struct Emulator {
+    pub endpoint: String,
+    _child: Mutex<Child>,
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("STOCKROOM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free local port")
+}
+
+// The child lives as long as the test process; its stdin pipe ends it.
+#[allow(clippy::zombie_processes)]
+fn start_emulator() -> Emulator {
+    let python = python();
+    assert!(
+        python.exists(),
+        "{} is missing: run `make tools` (or `make test`, which installs it)",
+        python.display()
+    );
+    for _ in 0..5 {
+        let port = free_port();
+        let mut child = Command::new(&python)
+            .arg(root().join("infra/emulator.py"))
+            .args(["--port", &port.to_string(), "--exit-with-stdin"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the emulator");
+        let stderr = child.stderr.take().expect("emulator stderr");
+        // Drain stderr (moto logs every request) so the pipe never fills.
+        std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break; // port taken between probe and bind: try another
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Emulator {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    _child: Mutex::new(child),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("the emulator did not start");
+}
+
+/// The emulator for this test binary, started on first use.
+pub fn emulator() -> &'static Emulator {
+    static EMULATOR: OnceLock<Emulator> = OnceLock::new();
+    EMULATOR.get_or_init(start_emulator)
+}
+
+/// AWS configuration pointed at the emulator, with fake credentials.
+pub async fn sdk() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&emulator().endpoint)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(stockroom::aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await
+}
+
+/// A fresh stack of resources, named uniquely for one test.
+pub struct TestStack {
+    pub name: String,
+    pub sdk: SdkConfig,
+    pub stack: Stack,
+    pub ddb: stockroom::aws_sdk_dynamodb::Client,
+    pub sqs: stockroom::aws_sdk_sqs::Client,
+}
+
+/// Creates a stack from `template.yaml` under a unique name.
+pub async fn stack() -> TestStack {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "t{}-{}-{:04x}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u16(..)
+    );
+    let template = Template::load(&root().join("template.yaml"), &name).expect("template.yaml");
+    let sdk = sdk().await;
+    let stack = bootstrap(&sdk, &template).await.expect("bootstrap the stack");
+    TestStack {
+        ddb: stockroom::aws_sdk_dynamodb::Client::new(&sdk),
+        sqs: stockroom::aws_sdk_sqs::Client::new(&sdk),
+        name,
+        sdk,
+        stack,
+    }
+}
+
+impl TestStack {
+    pub fn table(&self) -> &str {
+        &self.stack.tables["StockTable"]
+    }
+
+    pub fn alert_queue(&self) -> &str {
+        &self.stack.queue_urls["AlertQueue"]
+    }
+
+    pub fn store(&self) -> StockStore {
+        StockStore::new(self.ddb.clone(), self.table(), 35)
+    }
+
+    /// Location rules used by the tests: `warehouse` by default, POS sells
+    /// from `shop-1`, Shopify location 111 is `shop-1`.
+    pub fn rules() -> LocationRules {
+        LocationRules::new(
+            Location::parse("warehouse").expect("location"),
+            "pos=shop-1,marketplace=warehouse",
+            "111=shop-1,222=warehouse",
+        )
+        .expect("rules")
+    }
+
+    pub fn sale_app(&self) -> sale_webhook::App {
+        sale_webhook::App {
+            store: self.store(),
+            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
+            rules: Self::rules(),
+            secrets: WebhookSecrets::parse(SECRET),
+        }
+    }
+
+    pub fn api_app(&self) -> stock_api::App {
+        stock_api::App { store: self.store() }
+    }
+
+    /// Sets a level to an absolute figure through the stock API's store.
+    pub async fn seed(&self, sku: &str, location: &str, available: i64) {
+        use stockroom::domain::{Actor, ReasonCode, Sku};
+        use stockroom::store::{Adjustment, Change};
+        self.store()
+            .adjust(&Adjustment {
+                sku: Sku::parse(sku).expect("sku"),
+                location: Location::parse(location).expect("location"),
+                change: Change::Set(available),
+                expected: None,
+                reason: ReasonCode::Stocktake,
+                actor: Actor::parse("test-seed").expect("actor"),
+                note: None,
+                document: None,
+                idempotency_key: None,
+            })
+            .await
+            .expect("seed stock");
+    }
+
+    /// The available figure at one location (`None`: no level).
+    pub async fn available(&self, sku: &str, location: &str) -> Option<i64> {
+        let out = self
+            .ddb
+            .get_item()
+            .table_name(self.table())
+            .consistent_read(true)
+            .key(
+                "pk",
+                stockroom::aws_sdk_dynamodb::types::AttributeValue::S(format!("SKU#{sku}")),
+            )
+            .key(
+                "sk",
+                stockroom::aws_sdk_dynamodb::types::AttributeValue::S(format!("LEVEL#{location}")),
+            )
+            .send()
+            .await
+            .expect("get level");
+        out.item()
+            .and_then(|i| i.get("available"))
+            .and_then(|v| v.as_n().ok())
+            .map(|n| n.parse().expect("number"))
+    }
+
+    /// Every message on a queue right now (received, not deleted).
+    pub async fn drain(&self, queue_url: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            let msgs = got.messages();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
+            }
+        }
+    }
+}
+
+/// A function URL request as Lambda delivers it (API Gateway v2 payload).
+pub fn url_request(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Request {
+    let raw_query = query
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    let qs: HashMap<&str, &str> = query.iter().copied().collect();
+    let hs: HashMap<String, &str> = headers
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
+        .collect();
+    let event = json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": raw_query,
+        "headers": hs,
+        "queryStringParameters": if qs.is_empty() { Value::Null } else { json!(qs) },
+        "requestContext": {
+            "accountId": "123456789012", "apiId": "test", "domainName": "test.lambda-url.local",
+            "domainPrefix": "test", "requestId": "req", "routeKey": "$default", "stage": "$default",
+            "time": "22/Nov/2026:10:00:00 +0000", "timeEpoch": 0,
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "127.0.0.1", "userAgent": "tests"}
+        },
+        "body": String::from_utf8_lossy(body),
+        "isBase64Encoded": false
+    });
+    lambda_http::request::from_str(&event.to_string()).expect("a valid function URL event")
+}
+
+/// A response's status and JSON body.
+pub fn read(res: lambda_http::Response<Body>) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let body = match res.body() {
+        Body::Text(t) => t.clone(),
+        Body::Binary(b) => String::from_utf8_lossy(b).into_owned(),
+        _ => String::new(),
+    };
+    (status, serde_json::from_str(&body).unwrap_or(Value::String(body)))
+}
