@@ -150,3 +150,35 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
     }
     Ok(stack)
 }
+
+impl Stack {
+    /// The value a `!Ref` to this logical id resolves to: a table or bucket
+    /// name, a queue URL.
+    pub fn physical(&self, logical_id: &str) -> Option<&str> {
+        self.tables
+            .get(logical_id)
+            .or_else(|| self.queue_urls.get(logical_id))
+            .or_else(|| self.buckets.get(logical_id))
+            .map(String::as_str)
+    }
+
+    /// Settings in `env` that disagree with what the template created, as
+    /// `(variable, configured, created)`.
+    pub fn drift(&self, template: &Template, env: &HashMap<String, String>) -> Vec<(String, String, String)> {
+        template
+            .env_refs
+            .iter()
+            .filter_map(|(var, id)| {
+                let created = self.physical(id)?;
+                match env.get(var) {
+                    Some(v) if v == created => None,
+                    other => Some((
+                        var.clone(),
+                        other.cloned().unwrap_or_default(),
+                        created.to_owned(),
+                    )),
+                }
+            })
+            .collect()
+    }
+}

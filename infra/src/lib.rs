@@ -2,7 +2,11 @@
 //! run Stockroom on a laptop against moto's server.
 
 pub mod bootstrap;
+pub mod demo;
+pub mod envfile;
+pub mod http;
 pub mod template;
+pub mod triggers;
 
 pub use bootstrap::{bootstrap, Stack};
 pub use template::Template;

@@ -1,1 +1,153 @@
-fn main() {}
+//! `stockroom-local`: the local stack's command line.
+//!
+//! ```text
+//! stockroom-local bootstrap    create what template.yaml declares on the emulator
+//! stockroom-local triggers     run the template's SQS triggers against cargo lambda watch
+//! stockroom-local wait-ready   wait until every function URL answers
+//! stockroom-local demo         tell the last-blue-jacket story against the stack
+//! ```
+//! Options: `--env-file PATH` (default `infra/local.env`), `--template PATH`
+//! (default `template.yaml`). Settings come from the env file; variables
+//! already set in the environment win.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use stockroom_local::{bootstrap, demo, envfile, triggers, Template};
+
+struct Args {
+    command: String,
+    env_file: PathBuf,
+    template: PathBuf,
+}
+
+fn args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mut out = Args {
+        command: String::new(),
+        env_file: PathBuf::from("infra/local.env"),
+        template: PathBuf::from("template.yaml"),
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--env-file" => out.env_file = it.next().ok_or("--env-file needs a path")?.into(),
+            "--template" => out.template = it.next().ok_or("--template needs a path")?.into(),
+            "-h" | "--help" => return Err(String::new()),
+            c if out.command.is_empty() && !c.starts_with('-') => out.command = c.to_owned(),
+            other => return Err(format!("unexpected argument {other:?}")),
+        }
+    }
+    if out.command.is_empty() {
+        return Err(String::new());
+    }
+    Ok(out)
+}
+
+const USAGE: &str =
+    "usage: stockroom-local <bootstrap|triggers|wait-ready|demo> [--env-file PATH] [--template PATH]";
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(a) => a,
+        Err(e) => {
+            if !e.is_empty() {
+                eprintln!("{e}");
+            }
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let file = match envfile::load(&args.env_file) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot read {}: {e}", args.env_file.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // Settings from the file, unless the environment already has them. This
+    // runs before any thread exists.
+    for (k, v) in &file {
+        if std::env::var_os(k).is_none() {
+            std::env::set_var(k, v);
+        }
+    }
+    let env: std::collections::HashMap<String, String> = file
+        .keys()
+        .filter_map(|k| Some((k.clone(), std::env::var(k).ok()?)))
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&args, &env)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("stockroom-local {}: {e}", args.command);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Result<(), String> {
+    let stack_name = env
+        .get("STACK_NAME")
+        .cloned()
+        .unwrap_or_else(|| "stockroom".into());
+    let lambda = env
+        .get("LOCAL_LAMBDA_URL")
+        .cloned()
+        .unwrap_or_else(|| "http://127.0.0.1:9000".into());
+    let template = Template::load(&args.template, &stack_name).map_err(|e| e.to_string())?;
+    let sdk = stockroom::config::aws().await;
+    match args.command.as_str() {
+        "bootstrap" => {
+            let stack = bootstrap(&sdk, &template).await.map_err(|e| e.to_string())?;
+            for (logical, name) in stack.tables.iter().chain(&stack.queue_urls).chain(&stack.buckets) {
+                println!("  {logical:<16} {name}");
+            }
+            let drift = stack.drift(&template, env);
+            if !drift.is_empty() {
+                let lines: Vec<String> = drift
+                    .iter()
+                    .map(|(var, have, want)| format!("  {var}={have:?} but template.yaml creates {want:?}"))
+                    .collect();
+                return Err(format!(
+                    "{} disagrees with template.yaml:\n{}",
+                    args.env_file.display(),
+                    lines.join("\n")
+                ));
+            }
+            Ok(())
+        }
+        "triggers" => {
+            let stack = bootstrap(&sdk, &template).await.map_err(|e| e.to_string())?;
+            triggers::run(&sdk, &template, &stack, &lambda)
+                .await
+                .map_err(|e| e.to_string())
+        }
+        "wait-ready" => {
+            let functions: Vec<String> = template
+                .functions
+                .iter()
+                .filter(|f| f.has_url)
+                .map(|f| f.binary.clone())
+                .collect();
+            demo::wait_ready(&lambda, &functions, Duration::from_secs(900)).await?;
+            println!(
+                "Stockroom is ready: {} at {lambda}/lambda-url/<function>/",
+                functions.join(", ")
+            );
+            Ok(())
+        }
+        "demo" => demo::Demo::new(env, &lambda, &sdk)
+            .map_err(|e| e.to_string())?
+            .run()
+            .await
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown command {other:?}\n{USAGE}")),
+    }
+}

@@ -82,6 +82,8 @@ pub struct Template {
     pub buckets: Vec<BucketSpec>,
     pub functions: Vec<FunctionSpec>,
     pub triggers: Vec<TriggerSpec>,
+    /// Environment variables set to `!Ref <resource>`: (variable, logical id).
+    pub env_refs: Vec<(String, String)>,
 }
 
 fn shape(msg: impl Into<String>) -> TemplateError {
@@ -146,6 +148,35 @@ impl Template {
             .and_then(Value::as_mapping)
             .ok_or_else(|| shape("no Resources"))?;
         let mut out = Template::default();
+        let mut env_blocks: Vec<&Value> = Vec::new();
+        if let Some(vars) = doc
+            .get("Globals")
+            .and_then(|g| g.get("Function"))
+            .and_then(|f| f.get("Environment"))
+            .and_then(|e| e.get("Variables"))
+        {
+            env_blocks.push(vars);
+        }
+        for res in resources.values() {
+            if let Some(vars) = res
+                .get("Properties")
+                .and_then(|p| p.get("Environment"))
+                .and_then(|e| e.get("Variables"))
+            {
+                env_blocks.push(vars);
+            }
+        }
+        for vars in env_blocks {
+            for (k, v) in vars.as_mapping().into_iter().flatten() {
+                if let (Some(k), Value::Tagged(t)) = (k.as_str(), v) {
+                    if t.tag == "!Ref" {
+                        if let Some(id) = t.value.as_str().filter(|id| resources.contains_key(*id)) {
+                            out.env_refs.push((k.to_owned(), id.to_owned()));
+                        }
+                    }
+                }
+            }
+        }
         let sorted: BTreeMap<String, &Value> = resources
             .iter()
             .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v)))
@@ -291,6 +322,10 @@ mod tests {
         assert_eq!(table.ttl_attribute.as_deref(), Some("expires_at"));
         assert_eq!(table.stream_view.as_deref(), Some("NEW_AND_OLD_IMAGES"));
         assert_eq!(t.queue("AlertQueue").unwrap().name, "local-alerts");
+        assert!(t.env_refs.contains(&("STOCK_TABLE".into(), "StockTable".into())));
+        assert!(t
+            .env_refs
+            .contains(&("ALERT_QUEUE_URL".into(), "AlertQueue".into())));
         let bins: Vec<_> = t.functions.iter().map(|f| f.binary.as_str()).collect();
         assert!(bins.contains(&"sale-webhook") && bins.contains(&"stock-api"));
     }

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole local stack, in the foreground until Ctrl-C:
+#   moto's server (the local AWS) -> resources from template.yaml ->
+#   cargo lambda watch (the functions) -> the trigger runner (SQS triggers).
+# Prints a line with "ready" once every function answers. Ctrl-C (or any
+# part dying) stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ENV_FILE=infra/local.env
+VENV=.venv
+endpoint=$(grep -E '^AWS_ENDPOINT_URL=' "$ENV_FILE" | cut -d= -f2-)
+aws_port=${endpoint##*:}
+lambda_url=$(grep -E '^LOCAL_LAMBDA_URL=' "$ENV_FILE" | cut -d= -f2-)
+lambda_port=${lambda_url##*:}
+mkdir -p .stack
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$aws_port" "$lambda_port"; do
+  if port_busy "$p"; then
+    echo "port $p is already in use: is another 'make dev' running? Stop it first." >&2
+    exit 1
+  fi
+done
+
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  echo "stopping the local stack..."
+  for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  echo "stopped."
+}
+trap cleanup INT TERM EXIT
+
+# Each part runs in its own process group, so stopping it stops its children.
+start() { setsid "$@" & pids+=("$!"); }
+
+echo "building the functions and the local tools..."
+cargo build --quiet --bins
+
+echo "starting the emulator on 127.0.0.1:$aws_port (log: .stack/emulator.log)"
+start "$VENV/bin/python" infra/emulator.py --port "$aws_port" >.stack/emulator.log 2>&1
+for _ in $(seq 1 200); do port_busy "$aws_port" && break; sleep 0.1; done
+port_busy "$aws_port" || { echo "the emulator did not start: see .stack/emulator.log" >&2; exit 1; }
+
+echo "creating the resources template.yaml declares..."
+target/debug/stockroom-local bootstrap --env-file "$ENV_FILE"
+
+echo "starting cargo lambda watch on 127.0.0.1:$lambda_port"
+start "$VENV/bin/cargo-lambda" lambda watch --quiet --env-file "$ENV_FILE" \
+  --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --concurrency 4
+
+echo "starting the trigger runner"
+start target/debug/stockroom-local triggers --env-file "$ENV_FILE"
+
+target/debug/stockroom-local wait-ready --env-file "$ENV_FILE" &
+ready=$!
+
+# Stay in the foreground until Ctrl-C or until one part dies.
+set +e
+while true; do
+  wait -n -p done_pid
+  status=$?
+  if [[ "${done_pid:-}" == "$ready" && $status -eq 0 ]]; then
+    echo "Try: make demo   (Ctrl-C here stops everything)"
+    continue
+  fi
+  if [[ "${done_pid:-}" == "$ready" ]]; then
+    echo "the functions did not become ready; stopping" >&2
+  else
+    echo "a part of the local stack exited (status $status); stopping the rest" >&2
+  fi
+  exit "$status"
+done

@@ -1,0 +1,290 @@
+//! `make demo`: the story Stockroom exists for, told against the running
+//! local stack. The last blue jacket sells online and in the shop at the
+//! same moment: one sale is covered, the other is flagged as an oversell,
+//! and the master count stops at 0.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+use stockroom::signature::{sign_generic, sign_shopify};
+
+use crate::http::{HttpClient, HttpError, Reply};
+
+const SKU: &str = "JKT-BLUE-M";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    #[error("{0} is not set in infra/local.env")]
+    Missing(&'static str),
+    #[error("unexpected answer from {what}: {status} {body}")]
+    Unexpected { what: String, status: u16, body: String },
+}
+
+pub struct Demo {
+    http: HttpClient,
+    base: String,
+    secret: String,
+    shop_location_id: String,
+    alert_queue: Option<String>,
+    sqs: aws_sdk_sqs::Client,
+}
+
+fn expect(what: &str, reply: &Reply, ok: &[u16]) -> Result<Value, DemoError> {
+    if ok.contains(&reply.status) {
+        Ok(reply.json())
+    } else {
+        Err(DemoError::Unexpected {
+            what: what.into(),
+            status: reply.status,
+            body: String::from_utf8_lossy(&reply.body).into_owned(),
+        })
+    }
+}
+
+impl Demo {
+    pub fn new(
+        env: &HashMap<String, String>,
+        base: &str,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<Self, DemoError> {
+        let secret = env
+            .get("WEBHOOK_SECRET")
+            .cloned()
+            .ok_or(DemoError::Missing("WEBHOOK_SECRET"))?;
+        // The Shopify location id the local config maps to the downtown shop.
+        let shop_location_id = env
+            .get("SHOPIFY_LOCATIONS")
+            .and_then(|m| {
+                m.split(',')
+                    .filter_map(|p| p.split_once('='))
+                    .find(|(_, loc)| loc.trim() == "downtown")
+                    .map(|(id, _)| id.trim().to_owned())
+            })
+            .ok_or(DemoError::Missing("SHOPIFY_LOCATIONS (with an id for downtown)"))?;
+        Ok(Self {
+            http: HttpClient::new(Duration::from_secs(60)),
+            base: base.trim_end_matches('/').to_owned(),
+            secret,
+            shop_location_id,
+            alert_queue: env.get("ALERT_QUEUE_URL").cloned(),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+        })
+    }
+
+    fn url(&self, function: &str, path: &str) -> String {
+        format!("{}/lambda-url/{function}{path}", self.base)
+    }
+
+    async fn stock(&self) -> Result<Value, DemoError> {
+        let r = self
+            .http
+            .send(
+                "GET",
+                &self.url("stock-api", &format!("/stock/{SKU}")),
+                &[],
+                vec![],
+            )
+            .await?;
+        expect("GET /stock", &r, &[200])
+    }
+
+    pub async fn run(&self) -> Result<(), DemoError> {
+        let run = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        println!("== Stockroom demo: the last blue jacket ==\n");
+
+        println!("1. The store manager counts the rack downtown: one blue jacket ({SKU}) left.");
+        let adj = json!({"sku": SKU, "location": "downtown", "set": 1, "reason": "stocktake",
+            "actor": "maria@downtown", "note": "morning count", "reference": format!("urn:stocktake:{run}")});
+        let r = self
+            .http
+            .send(
+                "POST",
+                &self.url("stock-api", "/adjustments"),
+                &[("content-type", "application/json".into())],
+                serde_json::to_vec(&adj).unwrap_or_default(),
+            )
+            .await?;
+        let a = expect("POST /adjustments", &r, &[200])?;
+        println!(
+            "   stock API: {} -> {} available (version {}), logged as a stocktake by maria@downtown\n",
+            a["before"], a["available"], a["version"]
+        );
+        let _ = self.drain_alerts().await;
+
+        println!("2. At the same moment, a shopper orders it online and a customer buys it at the till.");
+        let online_id = run * 10 + 1;
+        let online = serde_json::to_vec(&json!({
+            "id": online_id, "name": format!("#{online_id}"), "source_name": "web",
+            "location_id": self.shop_location_id.parse::<u64>().unwrap_or(0),
+            "line_items": [{"sku": SKU, "title": "Blue jacket, M", "quantity": 1}]
+        }))
+        .unwrap_or_default();
+        let till = serde_json::to_vec(&json!({
+            "channel": "pos", "order_id": format!("till-{run}"), "location": "downtown",
+            "lines": [{"sku": SKU, "quantity": 1}]
+        }))
+        .unwrap_or_default();
+        let shopify_headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-shopify-topic", "orders/create".to_owned()),
+            ("x-shopify-shop-domain", "stockroom-demo.myshopify.com".to_owned()),
+            ("x-shopify-webhook-id", format!("demo-{run}")),
+            (
+                "x-shopify-hmac-sha256",
+                sign_shopify(self.secret.as_bytes(), &online),
+            ),
+        ];
+        let pos_headers = vec![
+            ("content-type", "application/json".to_owned()),
+            (
+                "x-stockroom-signature",
+                sign_generic(self.secret.as_bytes(), &till),
+            ),
+        ];
+        let url = self.url("sale-webhook", "/");
+        let (web, pos) = tokio::join!(
+            self.http.send("POST", &url, &shopify_headers, online.clone()),
+            self.http.send("POST", &url, &pos_headers, till),
+        );
+        let web = expect("online order", &web?, &[200])?;
+        let pos = expect("till sale", &pos?, &[200])?;
+        for (who, v) in [("online order (Shopify)", &web), ("till sale (POS)      ", &pos)] {
+            let line = &v["lines"][0];
+            let verdict = match v["status"].as_str() {
+                Some("applied") => "covered by the master count".to_owned(),
+                Some("oversold") => format!("OVERSOLD: {} short, ops alerted", line["short"]),
+                other => format!("{other:?}"),
+            };
+            println!(
+                "   {who}: asked {}, took {} -> {verdict}",
+                line["requested"], line["taken"]
+            );
+        }
+        println!();
+
+        println!("3. Shopify delivers the online order's webhook again (it delivers at least once).");
+        let again = self.http.send("POST", &url, &shopify_headers, online).await?;
+        let again = expect("redelivery", &again, &[200])?;
+        println!("   answer: {} - nothing changed\n", again["status"]);
+
+        println!("4. The master count, which every channel now reads:");
+        let stock = self.stock().await?;
+        for l in stock["levels"].as_array().into_iter().flatten() {
+            println!(
+                "   {:<10} available {} (version {})",
+                l["location"].as_str().unwrap_or("?"),
+                l["available"],
+                l["version"]
+            );
+        }
+        println!("   total available: {} - never below zero\n", stock["available"]);
+
+        let alerts = self.drain_alerts().await;
+        println!("5. Ops alert queue: {} oversell alert(s)", alerts.len());
+        for a in &alerts {
+            println!(
+                "   order {} from {} ({}): {} unit(s) short",
+                a["order"], a["source"], a["channel"], a["short_units"]
+            );
+        }
+        println!();
+
+        println!("6. The ledger for {SKU}, newest first:");
+        let r = self
+            .http
+            .send(
+                "GET",
+                &self.url("stock-api", &format!("/stock/{SKU}/ledger?limit=6")),
+                &[],
+                vec![],
+            )
+            .await?;
+        let ledger = expect("GET ledger", &r, &[200])?;
+        println!(
+            "   {:<27} {:<9} {:>5}  {:<10} {:<45} actor",
+            "at", "location", "delta", "reason", "reference"
+        );
+        for e in ledger["entries"].as_array().into_iter().flatten() {
+            let extra = match e["short"].as_i64() {
+                Some(s) if s > 0 => format!("  (short {s})"),
+                _ => String::new(),
+            };
+            println!(
+                "   {:<27} {:<9} {:>5}  {:<10} {:<48} {}{extra}",
+                e["at"].as_str().unwrap_or(""),
+                e["location"].as_str().unwrap_or(""),
+                e["delta"].as_i64().unwrap_or(0),
+                e["reason"].as_str().unwrap_or(""),
+                e["reference"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+            );
+        }
+        println!("\nOne sale covered, one flagged as an oversell, the count at 0 and never below.");
+        Ok(())
+    }
+
+    /// Reads and removes every alert on the alert queue.
+    async fn drain_alerts(&self) -> Vec<Value> {
+        let Some(url) = &self.alert_queue else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        loop {
+            let Ok(got) = self
+                .sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+            else {
+                return out;
+            };
+            let msgs = got.messages();
+            if msgs.is_empty() {
+                return out;
+            }
+            for m in msgs {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+                if let Some(h) = m.receipt_handle() {
+                    let _ = self
+                        .sqs
+                        .delete_message()
+                        .queue_url(url)
+                        .receipt_handle(h)
+                        .send()
+                        .await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until every function with a URL answers with its own JSON.
+pub async fn wait_ready(base: &str, functions: &[String], timeout: Duration) -> Result<(), String> {
+    let http = HttpClient::new(Duration::from_secs(300));
+    let deadline = tokio::time::Instant::now() + timeout;
+    for f in functions {
+        let url = format!("{}/lambda-url/{f}/__ready__", base.trim_end_matches('/'));
+        loop {
+            // Our handlers answer every path with a JSON body; cargo lambda's
+            // own pages (function still compiling) do not.
+            if let Ok(r) = http.send("GET", &url, &[], vec![]).await {
+                if r.json().get("error").is_some() {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("{f} did not answer at {url}"));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    Ok(())
+}
