@@ -320,13 +320,6 @@ fn hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn cancellation_reasons(err: &SdkError<TransactWriteItemsError>) -> Option<&[CancellationReason]> {
-    match err.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(e)) => Some(e.cancellation_reasons()),
-        _ => None,
-    }
-}
-
 fn failed_condition(r: Option<&CancellationReason>) -> bool {
     r.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
 }
@@ -357,6 +350,29 @@ impl StockStore {
 
     pub fn table(&self) -> &str {
         &self.table
+    }
+
+    /// Runs one transaction: `Ok(None)` when it committed, `Ok(Some(reasons))`
+    /// when DynamoDB cancelled it (one reason per action, in order).
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<Option<Vec<CancellationReason>>, StoreError> {
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+                    Ok(Some(c.cancellation_reasons().to_vec()))
+                }
+                _ => Err(e.into()),
+            },
+        }
     }
 
     fn expires_at(&self) -> i64 {
@@ -478,19 +494,10 @@ impl StockStore {
                     &format!("{part}.{i}"),
                 )?);
             }
-            let err = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(ChunkOutcome::Applied(results)),
-                Err(e) => e,
+            let Some(reasons) = self.transact(items).await? else {
+                return Ok(ChunkOutcome::Applied(results));
             };
-            let Some(reasons) = cancellation_reasons(&err) else {
-                return Err(err.into());
-            };
+            let reasons = reasons.as_slice();
             if failed_condition(reasons.first()) {
                 let stored = reasons
                     .first()
@@ -853,18 +860,8 @@ impl StockStore {
                     )
                     .build(),
             );
-            let err = match self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items))
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(AdjustResult::Applied(outcome)),
-                Err(e) => e,
-            };
-            let Some(reasons) = cancellation_reasons(&err) else {
-                return Err(StoreError::from(err).into());
+            let Some(reasons) = self.transact(items).await? else {
+                return Ok(AdjustResult::Applied(outcome));
             };
             if let Some(stored) = reasons
                 .get(2)
