@@ -26,6 +26,11 @@ async fn call_with(
     read(stock_api::handle(&s.api_app(), req).await)
 }
 
+/// Posts an adjustment without extra headers.
+async fn adjust(s: &TestStack, body: Value) -> (u16, Value) {
+    call(s, "POST", "/adjustments", &[], Some(body)).await
+}
+
 #[tokio::test]
 async fn stock_is_summed_over_locations_and_unknown_skus_are_404() {
     let s = stack().await;
@@ -75,7 +80,7 @@ async fn adjustments_need_a_reason_and_an_actor() {
             "set",
         ),
     ] {
-        let (status, err) = call(&s, "POST", "/adjustments", &[], Some(body.clone())).await;
+        let (status, err) = adjust(&s, body.clone()).await;
         assert_eq!(status, 400, "{body}");
         assert!(err["message"].as_str().unwrap().contains(field), "{err}");
     }
@@ -88,27 +93,19 @@ async fn adjustments_need_a_reason_and_an_actor() {
 async fn compare_and_set_and_below_zero_are_refused_with_the_current_figure() {
     let s = stack().await;
     s.seed("CAP", "shop-1", 5).await;
-    let (status, body) = call(
+    let (status, body) = adjust(
         &s,
-        "POST",
-        "/adjustments",
-        &[],
-        Some(
-            json!({"sku": "CAP", "location": "shop-1", "set": 7, "expected": 4,
+        json!({"sku": "CAP", "location": "shop-1", "set": 7, "expected": 4,
             "reason": "stocktake", "actor": "ana"}),
-        ),
     )
     .await;
     assert_eq!(
         (status, body["error"].as_str(), body["current"].as_i64()),
         (409, Some("expected_mismatch"), Some(5))
     );
-    let (status, body) = call(
+    let (status, body) = adjust(
         &s,
-        "POST",
-        "/adjustments",
-        &[],
-        Some(json!({"sku": "CAP", "location": "shop-1", "delta": -6, "reason": "theft", "actor": "ana"})),
+        json!({"sku": "CAP", "location": "shop-1", "delta": -6, "reason": "theft", "actor": "ana"}),
     )
     .await;
     assert_eq!(
@@ -117,15 +114,10 @@ async fn compare_and_set_and_below_zero_are_refused_with_the_current_figure() {
     );
     assert_eq!(s.available("CAP", "shop-1").await, Some(5));
 
-    let (status, body) = call(
+    let (status, body) = adjust(
         &s,
-        "POST",
-        "/adjustments",
-        &[],
-        Some(
-            json!({"sku": "CAP", "location": "shop-1", "set": 7, "expected": 5,
+        json!({"sku": "CAP", "location": "shop-1", "set": 7, "expected": 5,
             "reason": "stocktake", "actor": "ana", "reference": "https://docs.example/stocktake/42"}),
-        ),
     )
     .await;
     assert_eq!(status, 200, "{body}");
@@ -165,15 +157,10 @@ async fn the_ledger_lists_every_change_newest_first_in_pages() {
     let s = stack().await;
     s.seed("CAP", "shop-1", 5).await;
     for (i, (delta, reason)) in [(-1, "damage"), (3, "found"), (-2, "theft")].iter().enumerate() {
-        let (status, _) = call(
+        let (status, _) = adjust(
             &s,
-            "POST",
-            "/adjustments",
-            &[],
-            Some(
-                json!({"sku": "CAP", "location": "shop-1", "delta": delta, "reason": reason,
+            json!({"sku": "CAP", "location": "shop-1", "delta": delta, "reason": reason,
                 "actor": format!("clerk-{i}"), "note": "counted twice"}),
-            ),
         )
         .await;
         assert_eq!(status, 200);

@@ -78,17 +78,20 @@ impl Demo {
         format!("{}/lambda-url/{function}{path}", self.base)
     }
 
-    async fn stock(&self) -> Result<Value, DemoError> {
+    /// Calls the stock API and expects a 200 answer.
+    async fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, DemoError> {
+        let (headers, bytes) = match body {
+            Some(b) => (
+                vec![("content-type", "application/json".to_owned())],
+                serde_json::to_vec(b).unwrap_or_default(),
+            ),
+            None => (Vec::new(), Vec::new()),
+        };
         let r = self
             .http
-            .send(
-                "GET",
-                &self.url("stock-api", &format!("/stock/{SKU}")),
-                &[],
-                vec![],
-            )
+            .send(method, &self.url("stock-api", path), &headers, bytes)
             .await?;
-        expect("GET /stock", &r, &[200])
+        expect(&format!("{method} {path}"), &r, &[200])
     }
 
     pub async fn run(&self) -> Result<(), DemoError> {
@@ -101,16 +104,7 @@ impl Demo {
         println!("1. The store manager counts the rack downtown: one blue jacket ({SKU}) left.");
         let adj = json!({"sku": SKU, "location": "downtown", "set": 1, "reason": "stocktake",
             "actor": "maria@downtown", "note": "morning count", "reference": format!("urn:stocktake:{run}")});
-        let r = self
-            .http
-            .send(
-                "POST",
-                &self.url("stock-api", "/adjustments"),
-                &[("content-type", "application/json".into())],
-                serde_json::to_vec(&adj).unwrap_or_default(),
-            )
-            .await?;
-        let a = expect("POST /adjustments", &r, &[200])?;
+        let a = self.api("POST", "/adjustments", Some(&adj)).await?;
         println!(
             "   stock API: {} -> {} available (version {}), logged as a stocktake by maria@downtown\n",
             a["before"], a["available"], a["version"]
@@ -174,7 +168,7 @@ impl Demo {
         println!("   answer: {} - nothing changed\n", again["status"]);
 
         println!("4. The master count, which every channel now reads:");
-        let stock = self.stock().await?;
+        let stock = self.api("GET", &format!("/stock/{SKU}"), None).await?;
         for l in stock["levels"].as_array().into_iter().flatten() {
             println!(
                 "   {:<10} available {} (version {})",
@@ -196,18 +190,11 @@ impl Demo {
         println!();
 
         println!("6. The ledger for {SKU}, newest first:");
-        let r = self
-            .http
-            .send(
-                "GET",
-                &self.url("stock-api", &format!("/stock/{SKU}/ledger?limit=6")),
-                &[],
-                vec![],
-            )
+        let ledger = self
+            .api("GET", &format!("/stock/{SKU}/ledger?limit=6"), None)
             .await?;
-        let ledger = expect("GET ledger", &r, &[200])?;
         println!(
-            "   {:<27} {:<9} {:>5}  {:<10} {:<45} actor",
+            "   {:<27} {:<9} {:>5}  {:<10} {:<48} actor",
             "at", "location", "delta", "reason", "reference"
         );
         for e in ledger["entries"].as_array().into_iter().flatten() {
