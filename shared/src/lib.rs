@@ -2,8 +2,9 @@
 //!
 //! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
 //! - [`order`]: sale webhooks (Shopify and generic) parsed into an [`order::Order`].
+//! - [`returns`]: return webhooks (Shopify refunds and the generic event) parsed into a [`returns::Return`].
 //! - [`signature`]: webhook HMAC checks.
-//! - [`store`]: the DynamoDB stock store, where every sale and adjustment is decided.
+//! - [`store`]: the DynamoDB stock store, where every sale, return and adjustment is decided.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
 
@@ -13,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod order;
+pub mod returns;
 pub mod signature;
 pub mod store;
 

@@ -45,7 +45,7 @@ impl Order {
     }
 }
 
-fn parse_json(body: &[u8]) -> Result<Value, InvalidInput> {
+pub(crate) fn parse_json(body: &[u8]) -> Result<Value, InvalidInput> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|e| InvalidInput::field("body", format!("not valid JSON: {e}")))?;
     if v.is_object() {
@@ -55,7 +55,7 @@ fn parse_json(body: &[u8]) -> Result<Value, InvalidInput> {
     }
 }
 
-fn order_id(v: Option<&Value>, field: &'static str) -> Result<String, InvalidInput> {
+pub(crate) fn order_id(v: Option<&Value>, field: &'static str) -> Result<String, InvalidInput> {
     let id = match v {
         Some(Value::String(s)) => s.trim().to_owned(),
         Some(Value::Number(n)) if n.is_u64() => n.to_string(),
@@ -71,7 +71,7 @@ fn order_id(v: Option<&Value>, field: &'static str) -> Result<String, InvalidInp
     Ok(id)
 }
 
-fn quantity(v: Option<&Value>, index: usize) -> Result<Quantity, InvalidInput> {
+pub(crate) fn quantity(v: Option<&Value>, index: usize) -> Result<Quantity, InvalidInput> {
     let v = v.ok_or_else(|| InvalidInput::field("quantity", format!("line {index}: is required")))?;
     Quantity::from_json(v).map_err(|e| InvalidInput::field("quantity", format!("line {index}: {e}")))
 }

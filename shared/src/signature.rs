@@ -11,6 +11,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Header carrying Shopify's signature.
 pub const SHOPIFY_HMAC_HEADER: &str = "x-shopify-hmac-sha256";
+/// Header naming the Shopify shop: it picks the secret.
+pub const SHOPIFY_SHOP_HEADER: &str = "x-shopify-shop-domain";
+/// Header naming the Shopify webhook topic.
+pub const SHOPIFY_TOPIC_HEADER: &str = "x-shopify-topic";
 /// Header carrying the generic signature: `sha256=<hex>`.
 pub const STOCKROOM_SIGNATURE_HEADER: &str = "x-stockroom-signature";
 
@@ -24,6 +28,52 @@ pub enum SignatureError {
     Mismatch,
     #[error("no webhook secret is configured for {0:?}")]
     NoSecret(String),
+    #[error("missing X-Shopify-Shop-Domain: the shop picks the secret")]
+    MissingShop,
+}
+
+/// Who sent a webhook, once its signature has checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sender {
+    /// A Shopify delivery: the shop domain (lower case) and `X-Shopify-Topic`.
+    Shopify { shop: String, topic: Option<String> },
+    /// A generic delivery signed with `X-Stockroom-Signature`, by the secret of `source`.
+    Generic { source: String },
+}
+
+/// Checks a webhook's signature the way its headers say it was sent.
+///
+/// Shopify deliveries (`X-Shopify-Hmac-Sha256` or `X-Shopify-Shop-Domain`)
+/// are checked with the shop's secret. Anything else needs
+/// `X-Stockroom-Signature`; the secret is picked by the body's `source_field`
+/// (read before the signature is checked, trusted only after), falling back
+/// to `default_source` and then to the default secret.
+pub fn authenticate(
+    headers: &http::HeaderMap,
+    body: &[u8],
+    secrets: &WebhookSecrets,
+    source_field: &str,
+    default_source: &str,
+) -> Result<Sender, SignatureError> {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if header(SHOPIFY_HMAC_HEADER).is_some() || header(SHOPIFY_SHOP_HEADER).is_some() {
+        let shop = header(SHOPIFY_SHOP_HEADER)
+            .map(|s| s.trim().to_ascii_lowercase())
+            .filter(|s| !s.is_empty())
+            .ok_or(SignatureError::MissingShop)?;
+        verify_shopify(secrets.for_source(&shop)?, body, header(SHOPIFY_HMAC_HEADER))?;
+        return Ok(Sender::Shopify {
+            shop,
+            topic: header(SHOPIFY_TOPIC_HEADER).map(|t| t.trim().to_owned()),
+        });
+    }
+    let sig = header(STOCKROOM_SIGNATURE_HEADER).ok_or(SignatureError::Missing)?;
+    let source = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get(source_field).and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| default_source.to_owned());
+    verify_generic(secrets.for_source(&source)?, body, Some(sig))?;
+    Ok(Sender::Generic { source })
 }
 
 /// The webhook secrets: one default, optionally one per shop domain or channel.
@@ -178,6 +228,63 @@ mod tests {
         assert_eq!(
             verify_generic(b"j", body, Some(&sig)),
             Err(SignatureError::Mismatch)
+        );
+    }
+
+    #[test]
+    fn authenticate_picks_the_scheme_and_secret_from_headers_and_body() {
+        let secrets = WebhookSecrets::parse(r#"{"default":"d","shop.myshopify.com":"s","desk":"k"}"#);
+        let body = br#"{"source":"desk","x":1}"#;
+        let mut h = http::HeaderMap::new();
+        h.insert(SHOPIFY_SHOP_HEADER, "Shop.myshopify.com".parse().unwrap());
+        h.insert(SHOPIFY_HMAC_HEADER, sign_shopify(b"s", body).parse().unwrap());
+        h.insert(SHOPIFY_TOPIC_HEADER, "refunds/create".parse().unwrap());
+        assert_eq!(
+            authenticate(&h, body, &secrets, "source", "returns"),
+            Ok(Sender::Shopify {
+                shop: "shop.myshopify.com".into(),
+                topic: Some("refunds/create".into())
+            })
+        );
+        h.remove(SHOPIFY_SHOP_HEADER);
+        assert_eq!(
+            authenticate(&h, body, &secrets, "source", "returns"),
+            Err(SignatureError::MissingShop)
+        );
+        let mut g = http::HeaderMap::new();
+        g.insert(
+            STOCKROOM_SIGNATURE_HEADER,
+            sign_generic(b"k", body).parse().unwrap(),
+        );
+        assert_eq!(
+            authenticate(&g, body, &secrets, "source", "returns"),
+            Ok(Sender::Generic {
+                source: "desk".into()
+            })
+        );
+        // Signed with the default secret but claiming a source with its own secret.
+        g.insert(
+            STOCKROOM_SIGNATURE_HEADER,
+            sign_generic(b"d", body).parse().unwrap(),
+        );
+        assert_eq!(
+            authenticate(&g, body, &secrets, "source", "returns"),
+            Err(SignatureError::Mismatch)
+        );
+        let anon = br#"{"x":1}"#;
+        g.insert(
+            STOCKROOM_SIGNATURE_HEADER,
+            sign_generic(b"d", anon).parse().unwrap(),
+        );
+        assert_eq!(
+            authenticate(&g, anon, &secrets, "source", "returns"),
+            Ok(Sender::Generic {
+                source: "returns".into()
+            })
+        );
+        assert_eq!(
+            authenticate(&http::HeaderMap::new(), anon, &secrets, "source", "returns"),
+            Err(SignatureError::Missing)
         );
     }
 

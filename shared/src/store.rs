@@ -5,6 +5,7 @@
 //! | level   | `SKU#<sku>`                 | `LEVEL#<location>`                  |
 //! | ledger  | `SKU#<sku>`                 | `LEDGER#<at>#<reference>#<n>`       |
 //! | receipt | `RECEIPT#<kind>#<key>`      | `PART#<nnnn>`                       |
+//! | cancel counter | `RECEIPT#order#<key>` | `CANCELLED#<sku>`                   |
 //!
 //! Every stock change is one `TransactWriteItems`: the conditional level
 //! update(s), their ledger entries and the receipt that makes the change
@@ -28,6 +29,9 @@ use sha2::{Digest, Sha256};
 use crate::clock;
 use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
 use crate::order::{Order, OrderLine, SkippedLine};
+
+mod returns;
+pub use returns::{ReturnLineResult, ReturnOutcome, ReturnStatus, LINES_PER_RETURN_TRANSACTION};
 
 /// DynamoDB's limit on actions in one TransactWriteItems.
 pub const MAX_TRANSACTION_ACTIONS: usize = 100;
@@ -193,6 +197,8 @@ enum ChunkOutcome {
 pub struct LevelView {
     pub location: String,
     pub available: i64,
+    /// Units returned damaged: counted here, never sellable.
+    pub damaged: i64,
     pub version: i64,
     pub updated_at: String,
     pub last_reason: Option<String>,
@@ -205,10 +211,14 @@ pub struct LedgerEntry {
     pub at: String,
     pub sku: String,
     pub location: String,
+    /// Change to `available`.
     pub delta: i64,
     pub reason: String,
     pub reference: String,
     pub actor: String,
+    /// Change to the damaged count (returns of damaged goods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub damaged: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requested: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -484,6 +494,7 @@ impl StockStore {
                         reason: ReasonCode::Sale.as_str().into(),
                         reference: reference.clone(),
                         actor: actor.as_str().into(),
+                        damaged: None,
                         requested: Some(i64::from(r.requested)),
                         short: Some(i64::from(r.short)),
                         before: None,
@@ -619,6 +630,7 @@ impl StockStore {
             ("actor".into(), s(entry.actor)),
         ]);
         let optional_n = [
+            ("damaged", entry.damaged),
             ("requested", entry.requested),
             ("short", entry.short),
             ("before", entry.before),
@@ -664,6 +676,7 @@ impl StockStore {
                 levels.push(LevelView {
                     location: get_s(item, "location").unwrap_or_default().to_owned(),
                     available: get_n(item, "available").unwrap_or(0),
+                    damaged: get_n(item, "damaged").unwrap_or(0),
                     version: get_n(item, "version").unwrap_or(0),
                     updated_at: get_s(item, "updated_at").unwrap_or_default().to_owned(),
                     last_reason: get_s(item, "last_reason").map(str::to_owned),
@@ -710,6 +723,7 @@ impl StockStore {
                 reason: get_s(item, "reason").unwrap_or_default().to_owned(),
                 reference: get_s(item, "reference").unwrap_or_default().to_owned(),
                 actor: get_s(item, "actor").unwrap_or_default().to_owned(),
+                damaged: get_n(item, "damaged"),
                 requested: get_n(item, "requested"),
                 short: get_n(item, "short"),
                 before: get_n(item, "before"),
@@ -828,6 +842,7 @@ impl StockStore {
                     reason: outcome.reason.clone(),
                     reference: reference.clone(),
                     actor: adj.actor.as_str().into(),
+                    damaged: None,
                     requested: None,
                     short: None,
                     before: Some(before),

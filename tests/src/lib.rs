@@ -172,6 +172,23 @@ impl TestStack {
         }
     }
 
+    pub fn return_app(&self) -> return_processor::App {
+        return_processor::App {
+            store: self.store(),
+            rules: Self::rules(),
+            secrets: WebhookSecrets::parse(SECRET),
+        }
+    }
+
+    /// The damaged count at one location (`None`: no level).
+    pub async fn damaged(&self, sku: &str, location: &str) -> Option<i64> {
+        self.level(sku, location).await.map(|i| {
+            i.get("damaged")
+                .and_then(|v| v.as_n().ok())
+                .map_or(0, |n| n.parse().expect("number"))
+        })
+    }
+
     pub fn api_app(&self) -> stock_api::App {
         stock_api::App { store: self.store() }
     }
@@ -198,6 +215,19 @@ impl TestStack {
 
     /// The available figure at one location (`None`: no level).
     pub async fn available(&self, sku: &str, location: &str) -> Option<i64> {
+        self.level(sku, location).await.and_then(|i| {
+            i.get("available")
+                .and_then(|v| v.as_n().ok())
+                .map(|n| n.parse().expect("number"))
+        })
+    }
+
+    /// The level item at one location, read strongly consistent.
+    pub async fn level(
+        &self,
+        sku: &str,
+        location: &str,
+    ) -> Option<HashMap<String, stockroom::aws_sdk_dynamodb::types::AttributeValue>> {
         let out = self
             .ddb
             .get_item()
@@ -214,10 +244,7 @@ impl TestStack {
             .send()
             .await
             .expect("get level");
-        out.item()
-            .and_then(|i| i.get("available"))
-            .and_then(|v| v.as_n().ok())
-            .map(|n| n.parse().expect("number"))
+        out.item().cloned()
     }
 
     /// Every message on a queue right now (received, not deleted).

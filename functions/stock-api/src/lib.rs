@@ -1,6 +1,6 @@
 //! `stock-api`: read stock and its ledger, make audited adjustments.
 //!
-//! - `GET  /stock/{sku}`          levels per location and their sum
+//! - `GET  /stock/{sku}`          levels per location (available, damaged) and their sums
 //! - `GET  /stock/{sku}/ledger`   movements, newest first (`?limit=&cursor=`)
 //! - `POST /adjustments`          an audited change (`Idempotency-Key` honoured)
 
@@ -108,9 +108,10 @@ async fn get_stock(app: &App, sku: &Sku) -> Response<String> {
         ),
         Ok(levels) => {
             let available: i64 = levels.iter().map(|l| l.available).sum();
+            let damaged: i64 = levels.iter().map(|l| l.damaged).sum();
             api::json(
                 StatusCode::OK,
-                &json!({"sku": sku, "available": available, "levels": levels}),
+                &json!({"sku": sku, "available": available, "damaged": damaged, "levels": levels}),
             )
         }
         Err(e) => store_error(e),
