@@ -1,7 +1,7 @@
 //! `make demo`: the story Stockroom exists for, told against the running
 //! local stack. The last blue jacket sells online and in the shop at the
 //! same moment: one sale is covered, the other is flagged as an oversell,
-//! and the master count stops at 0.
+//! and the master count stops at 0. Then returns bring it back on sale.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -168,16 +168,7 @@ impl Demo {
         println!("   answer: {} - nothing changed\n", again["status"]);
 
         println!("4. The master count, which every channel now reads:");
-        let stock = self.api("GET", &format!("/stock/{SKU}"), None).await?;
-        for l in stock["levels"].as_array().into_iter().flatten() {
-            println!(
-                "   {:<10} available {} (version {})",
-                l["location"].as_str().unwrap_or("?"),
-                l["available"],
-                l["version"]
-            );
-        }
-        println!("   total available: {} - never below zero\n", stock["available"]);
+        self.print_stock().await?;
 
         let alerts = self.drain_alerts().await;
         println!("5. Ops alert queue: {} oversell alert(s)", alerts.len());
@@ -189,17 +180,76 @@ impl Demo {
         }
         println!();
 
-        println!("6. The ledger for {SKU}, newest first:");
+        println!("6. Returns come back.");
+        let web_covered = web["status"] == "applied";
+        let restock_type = if web_covered { "return" } else { "cancel" };
+        let refund = serde_json::to_vec(&json!({
+            "id": online_id * 10, "order_id": online_id, "note": "demo",
+            "refund_line_items": [{"quantity": 1, "restock_type": restock_type,
+                "location_id": self.shop_location_id.parse::<u64>().unwrap_or(0),
+                "line_item": {"sku": SKU, "quantity": 1}}]
+        }))
+        .unwrap_or_default();
+        let refund_headers = vec![
+            ("content-type", "application/json".to_owned()),
+            ("x-shopify-topic", "refunds/create".to_owned()),
+            ("x-shopify-shop-domain", "stockroom-demo.myshopify.com".to_owned()),
+            (
+                "x-shopify-hmac-sha256",
+                sign_shopify(self.secret.as_bytes(), &refund),
+            ),
+        ];
+        let url = self.url("return-processor", "/");
+        let r = self.http.send("POST", &url, &refund_headers, refund).await?;
+        let r = expect("Shopify refund", &r, &[200])?;
+        let why = if web_covered {
+            "the online shopper sent the jacket back"
+        } else {
+            "the oversold online order is cancelled"
+        };
+        println!(
+            "   Shopify refund ({restock_type}), {why}: {} -> restocked {}{}",
+            r["status"],
+            r["lines"][0]["restocked"],
+            r["lines"][0]["note"]
+                .as_str()
+                .map(|n| format!(" ({n})"))
+                .unwrap_or_default()
+        );
+        let desk = serde_json::to_vec(&json!({
+            "return_id": format!("RMA-{run}"), "source": "returns-desk", "location": "downtown",
+            "lines": [{"sku": SKU, "quantity": 1, "condition": "resellable"},
+                      {"sku": SKU, "quantity": 1, "condition": "damaged"}]
+        }))
+        .unwrap_or_default();
+        let desk_headers = vec![
+            ("content-type", "application/json".to_owned()),
+            (
+                "x-stockroom-signature",
+                sign_generic(self.secret.as_bytes(), &desk),
+            ),
+        ];
+        let d = self.http.send("POST", &url, &desk_headers, desk).await?;
+        let d = expect("returns desk", &d, &[200])?;
+        println!(
+            "   Returns desk downtown, last week's two jackets (one with a torn sleeve): {} -> restocked {}, damaged {}",
+            d["status"], d["lines"][0]["restocked"], d["lines"][0]["damaged"]
+        );
+        println!("   The master count again: back on sale, the damaged one kept out of it.");
+        self.print_stock().await?;
+
+        println!("7. The ledger for {SKU}, newest first:");
         let ledger = self
-            .api("GET", &format!("/stock/{SKU}/ledger?limit=6"), None)
+            .api("GET", &format!("/stock/{SKU}/ledger?limit=8"), None)
             .await?;
         println!(
             "   {:<27} {:<9} {:>5}  {:<10} {:<48} actor",
             "at", "location", "delta", "reason", "reference"
         );
         for e in ledger["entries"].as_array().into_iter().flatten() {
-            let extra = match e["short"].as_i64() {
-                Some(s) if s > 0 => format!("  (short {s})"),
+            let extra = match (e["short"].as_i64(), e["damaged"].as_i64()) {
+                (Some(s), _) if s > 0 => format!("  (short {s})"),
+                (_, Some(d)) if d > 0 => format!("  (damaged +{d})"),
                 _ => String::new(),
             };
             println!(
@@ -212,7 +262,26 @@ impl Demo {
                 e["actor"].as_str().unwrap_or(""),
             );
         }
-        println!("\nOne sale covered, one flagged as an oversell, the count at 0 and never below.");
+        println!(
+            "\nOne sale covered, one flagged as an oversell, the count at 0 and never below; \
+             returns back on sale the moment they were processed."
+        );
+        Ok(())
+    }
+
+    /// Prints the master count per location.
+    async fn print_stock(&self) -> Result<(), DemoError> {
+        let stock = self.api("GET", &format!("/stock/{SKU}"), None).await?;
+        for l in stock["levels"].as_array().into_iter().flatten() {
+            println!(
+                "   {:<10} available {}, damaged {} (version {})",
+                l["location"].as_str().unwrap_or("?"),
+                l["available"],
+                l["damaged"],
+                l["version"]
+            );
+        }
+        println!("   total available: {} - never below zero\n", stock["available"]);
         Ok(())
     }
 
