@@ -50,7 +50,7 @@ echo "creating the resources template.yaml declares..."
 target/debug/stockroom-local bootstrap --env-file "$ENV_FILE"
 
 echo "starting cargo lambda watch on 127.0.0.1:$lambda_port"
-start "$VENV/bin/cargo-lambda" lambda watch --quiet --env-file "$ENV_FILE" \
+start "$VENV/bin/cargo-lambda" lambda watch --quiet --env-file .stack/functions.env \
   --invoke-address 127.0.0.1 --invoke-port "$lambda_port" --concurrency 4
 
 echo "starting the trigger runner"

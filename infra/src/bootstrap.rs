@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-    StreamViewType, TimeToLiveSpecification,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 
@@ -65,6 +65,30 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                         .build()
                         .map_err(fail(format!("table {}", t.name)))?,
                 );
+            }
+            for index in &t.indexes {
+                let mut gsi = GlobalSecondaryIndex::builder()
+                    .index_name(&index.name)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::from(index.projection.as_str()))
+                            .set_non_key_attributes(
+                                (!index.non_key_attributes.is_empty())
+                                    .then(|| index.non_key_attributes.clone()),
+                            )
+                            .build(),
+                    );
+                for (attr, ty) in &index.key_schema {
+                    gsi = gsi.key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(attr)
+                            .key_type(KeyType::from(ty.as_str()))
+                            .build()
+                            .map_err(fail(format!("index {}", index.name)))?,
+                    );
+                }
+                req =
+                    req.global_secondary_indexes(gsi.build().map_err(fail(format!("index {}", index.name)))?);
             }
             if let Some(view) = &t.stream_view {
                 req = req.stream_specification(

@@ -30,6 +30,10 @@ pub struct Demo {
     shop_location_id: String,
     alert_queue: Option<String>,
     sqs: aws_sdk_sqs::Client,
+    /// (channel, queue URL), in configuration order.
+    channel_queues: Vec<(String, String)>,
+    /// What each channel was last told about the SKU: (sequence, available).
+    figures: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
 
 fn expect(what: &str, reply: &Reply, ok: &[u16]) -> Result<Value, DemoError> {
@@ -49,6 +53,7 @@ impl Demo {
         env: &HashMap<String, String>,
         base: &str,
         sdk: &aws_config::SdkConfig,
+        channel_queues: Vec<(String, String)>,
     ) -> Result<Self, DemoError> {
         let secret = env
             .get("WEBHOOK_SECRET")
@@ -71,6 +76,8 @@ impl Demo {
             shop_location_id,
             alert_queue: env.get("ALERT_QUEUE_URL").cloned(),
             sqs: aws_sdk_sqs::Client::new(sdk),
+            channel_queues,
+            figures: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -101,15 +108,29 @@ impl Demo {
             .unwrap_or(0);
         println!("== Stockroom demo: the last blue jacket ==\n");
 
-        println!("1. The store manager counts the rack downtown: one blue jacket ({SKU}) left.");
-        let adj = json!({"sku": SKU, "location": "downtown", "set": 1, "reason": "stocktake",
-            "actor": "maria@downtown", "note": "morning count", "reference": format!("urn:stocktake:{run}")});
-        let a = self.api("POST", "/adjustments", Some(&adj)).await?;
+        // Whatever earlier runs left on the channel queues is not this story's.
+        self.channel_update(Duration::from_millis(500)).await;
+        self.figures.lock().map(|mut f| f.clear()).unwrap_or(());
         println!(
-            "   stock API: {} -> {} available (version {}), logged as a stocktake by maria@downtown\n",
-            a["before"], a["available"], a["version"]
+            "1. Morning counts: one blue jacket ({SKU}) left on the rack downtown, three in the warehouse."
         );
+        for (location, count, actor) in [
+            ("downtown", 1, "maria@downtown"),
+            ("warehouse", 3, "sam@warehouse"),
+        ] {
+            let adj = json!({"sku": SKU, "location": location, "set": count, "reason": "stocktake",
+                "actor": actor, "note": "morning count", "reference": format!("urn:stocktake:{run}:{location}")});
+            let a = self.api("POST", "/adjustments", Some(&adj)).await?;
+            println!(
+                "   stock API: {location} {} -> {} available (version {}), logged as a stocktake by {actor}",
+                a["before"], a["available"], a["version"]
+            );
+        }
         let _ = self.drain_alerts().await;
+        self.print_channels(
+            "web sells the warehouse, pos the downtown shop, marketplace the warehouse less a buffer of 2",
+        )
+        .await;
 
         println!("2. At the same moment, a shopper orders it online and a customer buys it at the till.");
         let online_id = run * 10 + 1;
@@ -160,7 +181,9 @@ impl Demo {
                 line["requested"], line["taken"]
             );
         }
-        println!();
+
+        self.print_channels("only pos sells from downtown, so only pos hears of it")
+            .await;
 
         println!("3. Shopify delivers the online order's webhook again (it delivers at least once).");
         let again = self.http.send("POST", &url, &shopify_headers, online).await?;
@@ -237,6 +260,7 @@ impl Demo {
         );
         println!("   The master count again: back on sale, the damaged one kept out of it.");
         self.print_stock().await?;
+        self.print_channels("the shop's till can sell them again").await;
 
         println!("7. The ledger for {SKU}, newest first:");
         let ledger = self
@@ -267,6 +291,82 @@ impl Demo {
              returns back on sale the moment they were processed."
         );
         Ok(())
+    }
+
+    /// Waits for the fan-out to deliver, then prints each channel's figure.
+    async fn print_channels(&self, why: &str) {
+        if self.channel_queues.is_empty() {
+            return;
+        }
+        let heard = self.channel_update(Duration::from_secs(3)).await;
+        let figures = self.figures.lock().map(|f| f.clone()).unwrap_or_default();
+        let shown: Vec<String> = self
+            .channel_queues
+            .iter()
+            .map(|(c, _)| match figures.get(c) {
+                Some((_, a)) => format!("{c} {a}"),
+                None => format!("{c} -"),
+            })
+            .collect();
+        println!(
+            "   channels now sell: {}  ({heard} message(s); {why})\n",
+            shown.join(" · ")
+        );
+    }
+
+    /// Reads every channel queue for about `settle`, keeping the highest
+    /// sequence per channel for the demo SKU, as a channel consumer would.
+    async fn channel_update(&self, settle: Duration) -> usize {
+        let deadline = tokio::time::Instant::now() + settle;
+        let mut heard = 0;
+        loop {
+            let mut got_any = false;
+            for (channel, url) in &self.channel_queues {
+                let Ok(out) = self
+                    .sqs
+                    .receive_message()
+                    .queue_url(url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(0)
+                    .send()
+                    .await
+                else {
+                    continue;
+                };
+                for m in out.messages() {
+                    got_any = true;
+                    let v: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
+                    if v["sku"] == SKU {
+                        heard += 1;
+                        let (seq, available) = (
+                            v["sequence"].as_u64().unwrap_or(0),
+                            v["available"].as_i64().unwrap_or(0),
+                        );
+                        if let Ok(mut f) = self.figures.lock() {
+                            let e = f.entry(channel.clone()).or_insert((0, 0));
+                            if seq > e.0 {
+                                *e = (seq, available);
+                            }
+                        }
+                    }
+                    if let Some(h) = m.receipt_handle() {
+                        let _ = self
+                            .sqs
+                            .delete_message()
+                            .queue_url(url)
+                            .receipt_handle(h)
+                            .send()
+                            .await;
+                    }
+                }
+            }
+            if !got_any && tokio::time::Instant::now() >= deadline {
+                return heard;
+            }
+            if !got_any {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
     }
 
     /// Prints the master count per location.

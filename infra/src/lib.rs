@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod demo;
 pub mod envfile;
 pub mod http;
+pub mod streams;
 pub mod template;
 pub mod triggers;
 

@@ -92,6 +92,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes `.stack/functions.env` for `cargo lambda watch`: every function's
+/// environment as template.yaml sets it, resolved against the local stack,
+/// overlaid with the env file (which holds what only exists locally: the
+/// endpoint, fake credentials, the plain webhook secret, local overrides).
+fn write_functions_env(
+    template: &Template,
+    stack: &stockroom_local::Stack,
+    env: &std::collections::HashMap<String, String>,
+) -> std::io::Result<PathBuf> {
+    let mut vars = std::collections::BTreeMap::new();
+    for f in &template.functions {
+        vars.extend(template.function_env(&f.logical_id, stack));
+    }
+    vars.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let mut text =
+        String::from("# Written by `stockroom-local bootstrap` from template.yaml and infra/local.env.\n");
+    for (k, v) in &vars {
+        // Quoted: dotenv parsers reject bare values holding "=".
+        let v = v.replace('\\', "\\\\").replace('"', "\\\"");
+        text.push_str(&format!("{k}=\"{v}\"\n"));
+    }
+    let path = PathBuf::from(".stack/functions.env");
+    std::fs::create_dir_all(".stack")?;
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Result<(), String> {
     let stack_name = env
         .get("STACK_NAME")
@@ -109,6 +136,8 @@ async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Re
             for (logical, name) in stack.tables.iter().chain(&stack.queue_urls).chain(&stack.buckets) {
                 println!("  {logical:<16} {name}");
             }
+            let functions_env = write_functions_env(&template, &stack, env).map_err(|e| e.to_string())?;
+            println!("  function settings: {}", functions_env.display());
             let drift = stack.drift(&template, env);
             if !drift.is_empty() {
                 let lines: Vec<String> = drift
@@ -143,11 +172,26 @@ async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Re
             );
             Ok(())
         }
-        "demo" => demo::Demo::new(env, &lambda, &sdk)
-            .map_err(|e| e.to_string())?
-            .run()
-            .await
-            .map_err(|e| e.to_string()),
+        "demo" => {
+            let stack = bootstrap(&sdk, &template).await.map_err(|e| e.to_string())?;
+            let fanout = template.function_env("stock-fanout", &stack);
+            let channel_queues = match (fanout.get("CHANNELS"), fanout.get("CHANNEL_QUEUES")) {
+                (Some(c), Some(q)) => {
+                    let channels = stockroom::channels::Channels::parse(c).map_err(|e| e.to_string())?;
+                    let queues = channels.queues(q).map_err(|e| e.to_string())?;
+                    channels
+                        .iter()
+                        .map(|c| (c.name.clone(), queues[&c.name].clone()))
+                        .collect()
+                }
+                _ => Vec::new(),
+            };
+            demo::Demo::new(env, &lambda, &sdk, channel_queues)
+                .map_err(|e| e.to_string())?
+                .run()
+                .await
+                .map_err(|e| e.to_string())
+        }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }
 }

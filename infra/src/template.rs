@@ -6,6 +6,8 @@ use std::path::Path;
 
 use serde_yaml::Value;
 
+use crate::bootstrap::Stack;
+
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
     #[error("cannot read {path}: {message}")]
@@ -25,6 +27,17 @@ pub struct TableSpec {
     pub key_schema: Vec<(String, String)>,
     pub stream_view: Option<String>,
     pub ttl_attribute: Option<String>,
+    pub indexes: Vec<IndexSpec>,
+}
+
+/// A global secondary index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexSpec {
+    pub name: String,
+    pub key_schema: Vec<(String, String)>,
+    /// `ALL`, `KEYS_ONLY` or `INCLUDE`.
+    pub projection: String,
+    pub non_key_attributes: Vec<String>,
 }
 
 /// An SQS queue as the template declares it.
@@ -64,6 +77,14 @@ pub struct TriggerSpec {
     pub report_batch_item_failures: bool,
     /// The `FilterCriteria` patterns, as JSON text.
     pub filters: Vec<String>,
+    /// Streams: `TRIM_HORIZON` or `LATEST`.
+    pub starting_position: String,
+    /// Streams: retries of a failing batch before it goes to the on-failure destination.
+    pub maximum_retry_attempts: u32,
+    /// Streams: split a failing batch in two and retry each half.
+    pub bisect_on_error: bool,
+    /// Streams: the on-failure destination queue, by logical id.
+    pub on_failure: Option<String>,
 }
 
 /// A function: its binary and whether it has a URL.
@@ -72,6 +93,8 @@ pub struct FunctionSpec {
     pub logical_id: String,
     pub binary: String,
     pub has_url: bool,
+    /// The function's own `Environment.Variables`, unresolved.
+    pub env: BTreeMap<String, Value>,
 }
 
 /// What the local stack needs from the template.
@@ -84,6 +107,12 @@ pub struct Template {
     pub triggers: Vec<TriggerSpec>,
     /// Environment variables set to `!Ref <resource>`: (variable, logical id).
     pub env_refs: Vec<(String, String)>,
+    /// `Globals.Function.Environment.Variables`, unresolved.
+    pub global_env: BTreeMap<String, Value>,
+    /// Template parameters and their defaults.
+    pub parameters: BTreeMap<String, String>,
+    /// The stack name resources are named for.
+    pub stack: String,
 }
 
 fn shape(msg: impl Into<String>) -> TemplateError {
@@ -121,6 +150,24 @@ fn referenced(v: &Value) -> Option<String> {
     }
 }
 
+/// A plain scalar as text.
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn env_map(vars: &Value) -> BTreeMap<String, Value> {
+    vars.as_mapping()
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.clone())))
+        .collect()
+}
+
 fn pairs(v: Option<&Value>, a: &str, b: &str) -> Vec<(String, String)> {
     v.and_then(Value::as_sequence)
         .map(|seq| {
@@ -147,7 +194,20 @@ impl Template {
             .get("Resources")
             .and_then(Value::as_mapping)
             .ok_or_else(|| shape("no Resources"))?;
-        let mut out = Template::default();
+        let mut out = Template {
+            stack: stack.to_owned(),
+            ..Template::default()
+        };
+        for (k, v) in doc
+            .get("Parameters")
+            .and_then(Value::as_mapping)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(k), Some(d)) = (k.as_str(), v.get("Default").and_then(scalar)) {
+                out.parameters.insert(k.to_owned(), d);
+            }
+        }
         let mut env_blocks: Vec<&Value> = Vec::new();
         if let Some(vars) = doc
             .get("Globals")
@@ -156,6 +216,7 @@ impl Template {
             .and_then(|e| e.get("Variables"))
         {
             env_blocks.push(vars);
+            out.global_env = env_map(vars);
         }
         for res in resources.values() {
             if let Some(vars) = res
@@ -209,6 +270,29 @@ impl Template {
                         .and_then(|s| s.get("AttributeName"))
                         .and_then(Value::as_str)
                         .map(str::to_owned),
+                    indexes: props
+                        .get("GlobalSecondaryIndexes")
+                        .and_then(Value::as_sequence)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|i| {
+                            let projection = i.get("Projection");
+                            Some(IndexSpec {
+                                name: i.get("IndexName")?.as_str()?.to_owned(),
+                                key_schema: pairs(i.get("KeySchema"), "AttributeName", "KeyType"),
+                                projection: projection
+                                    .and_then(|p| p.get("ProjectionType"))
+                                    .and_then(Value::as_str)
+                                    .unwrap_or("ALL")
+                                    .to_owned(),
+                                non_key_attributes: projection
+                                    .and_then(|p| p.get("NonKeyAttributes"))
+                                    .and_then(Value::as_sequence)
+                                    .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect())
+                                    .unwrap_or_default(),
+                            })
+                        })
+                        .collect(),
                     logical_id: id.clone(),
                 }),
                 "AWS::SQS::Queue" => out.queues.push(QueueSpec {
@@ -241,6 +325,11 @@ impl Template {
                         logical_id: id.clone(),
                         binary: binary.clone(),
                         has_url: props.get("FunctionUrlConfig").is_some(),
+                        env: props
+                            .get("Environment")
+                            .and_then(|e| e.get("Variables"))
+                            .map(env_map)
+                            .unwrap_or_default(),
                     });
                     for (event, spec) in props
                         .get("Events")
@@ -287,6 +376,26 @@ impl Template {
                                     s.iter().any(|t| t.as_str() == Some("ReportBatchItemFailures"))
                                 }),
                             filters,
+                            starting_position: p
+                                .get("StartingPosition")
+                                .and_then(Value::as_str)
+                                .unwrap_or("TRIM_HORIZON")
+                                .to_owned(),
+                            // Lambda's default (-1) retries until the records expire; locally, a few.
+                            maximum_retry_attempts: p
+                                .get("MaximumRetryAttempts")
+                                .and_then(Value::as_i64)
+                                .filter(|n| *n >= 0)
+                                .map_or(5, |n| n as u32),
+                            bisect_on_error: p
+                                .get("BisectBatchOnFunctionError")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                            on_failure: p
+                                .get("DestinationConfig")
+                                .and_then(|d| d.get("OnFailure"))
+                                .and_then(|o| o.get("Destination"))
+                                .and_then(referenced),
                         });
                     }
                 }
@@ -294,6 +403,59 @@ impl Template {
             }
         }
         Ok(out)
+    }
+
+    /// A function's environment as the cloud would set it, resolved against
+    /// the local stack: globals, then the function's own variables.
+    /// Variables naming something the local stack does not create (the
+    /// webhook secret, say) are left out.
+    pub fn function_env(&self, function: &str, stack: &Stack) -> BTreeMap<String, String> {
+        let Some(f) = self
+            .functions
+            .iter()
+            .find(|f| f.logical_id == function || f.binary == function)
+        else {
+            return BTreeMap::new();
+        };
+        self.global_env
+            .iter()
+            .chain(&f.env)
+            .filter_map(|(k, v)| Some((k.clone(), self.resolve(v, stack)?)))
+            .collect()
+    }
+
+    /// Resolves a scalar, `!Ref` or `!Sub` value locally.
+    fn resolve(&self, v: &Value, stack: &Stack) -> Option<String> {
+        let lookup = |name: &str| -> Option<String> {
+            match name {
+                "AWS::StackName" => Some(self.stack.clone()),
+                "AWS::Region" => Some("us-east-1".to_owned()),
+                "AWS::AccountId" => Some("123456789012".to_owned()),
+                _ => self
+                    .parameters
+                    .get(name)
+                    .cloned()
+                    .or_else(|| stack.physical(name).map(str::to_owned)),
+            }
+        };
+        match v {
+            Value::Tagged(t) if t.tag == "!Ref" => lookup(t.value.as_str()?),
+            Value::Tagged(t) if t.tag == "!Sub" => {
+                let text = t.value.as_str()?;
+                let mut out = String::with_capacity(text.len());
+                let mut rest = text;
+                while let Some(start) = rest.find("${") {
+                    out.push_str(&rest[..start]);
+                    let end = rest[start..].find('}')? + start;
+                    out.push_str(&lookup(&rest[start + 2..end])?);
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                Some(out)
+            }
+            Value::Mapping(m) => m.get("Ref").and_then(Value::as_str).and_then(lookup),
+            other => scalar(other),
+        }
     }
 
     pub fn table(&self, logical_id: &str) -> Option<&TableSpec> {
@@ -328,6 +490,40 @@ mod tests {
             .contains(&("ALERT_QUEUE_URL".into(), "AlertQueue".into())));
         let bins: Vec<_> = t.functions.iter().map(|f| f.binary.as_str()).collect();
         assert!(bins.contains(&"sale-webhook") && bins.contains(&"stock-api"));
+    }
+
+    #[test]
+    fn resolves_a_function_environment_against_the_local_stack() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let t = Template::load(&path, "local").unwrap();
+        let mut stack = Stack::default();
+        stack.tables.insert("StockTable".into(), "local-stock".into());
+        for q in ["WebChannelQueue", "PosChannelQueue", "MarketplaceChannelQueue"] {
+            stack.queue_urls.insert(q.into(), format!("http://sqs/{q}"));
+        }
+        let env = t.function_env("StockFanoutFunction", &stack);
+        assert_eq!(env["STOCK_TABLE"], "local-stock");
+        assert_eq!(
+            env["CHANNELS"],
+            "web=warehouse,pos=downtown,marketplace=warehouse/2"
+        );
+        assert_eq!(
+            env["CHANNEL_QUEUES"],
+            "web=http://sqs/WebChannelQueue,pos=http://sqs/PosChannelQueue,marketplace=http://sqs/MarketplaceChannelQueue"
+        );
+        assert_eq!(env["DEFAULT_LOCATION"], "warehouse");
+        // The webhook secret is not created locally: local.env says WEBHOOK_SECRET instead.
+        let sale = t.function_env("sale-webhook", &stack);
+        assert!(!sale.contains_key("WEBHOOK_SECRET_ARN"));
+        assert_eq!(sale["STOCK_TABLE"], "local-stock");
+        let trigger = t.triggers.iter().find(|x| x.function == "stock-fanout").unwrap();
+        assert_eq!(trigger.source, TriggerSource::Stream("StockTable".into()));
+        assert_eq!(
+            (trigger.maximum_retry_attempts, trigger.bisect_on_error),
+            (5, true)
+        );
+        assert_eq!(trigger.on_failure.as_deref(), Some("FanoutDLQ"));
+        assert_eq!(t.table("StockTable").unwrap().indexes[0].name, "by-location");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The local trigger runner: what Lambda's event source mappings do in the
-//! cloud, for the SQS triggers `template.yaml` declares. It long-polls each
+//! cloud, for the SQS and DynamoDB stream triggers `template.yaml` declares
+//! (streams: see [`crate::streams`]). It long-polls each
 //! queue, invokes the function through `cargo lambda watch`'s invoke API with
 //! an SQS event, and deletes only what succeeded (partial batch failures are
 //! honoured). Failed messages come back after their visibility timeout and,
@@ -11,8 +12,11 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
 use serde_json::{json, Value};
 
+use std::sync::Arc;
+
 use crate::bootstrap::Stack;
 use crate::http::HttpClient;
+use crate::streams::HttpInvoker;
 use crate::template::{Template, TriggerSource, TriggerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +115,16 @@ pub async fn run(
                     invoke_base.to_owned(),
                 )));
             }
-            TriggerSource::Stream(table) => {
-                return Err(setup(format!(
-                    "the stream of {table} cannot be polled locally by this runner; \
-                     only SQS triggers are supported"
-                )))
+            TriggerSource::Stream(_) => {
+                tasks.push(tokio::spawn({
+                    let (sdk, t, stack) = (sdk.clone(), t.clone(), stack.clone());
+                    let invoker = Arc::new(HttpInvoker::new(invoke_base));
+                    async move {
+                        if let Err(e) = crate::streams::poll_stream(sdk, t, stack, invoker).await {
+                            eprintln!("{e}");
+                        }
+                    }
+                }));
             }
         }
     }

@@ -71,11 +71,18 @@ impl Alerts {
 }
 
 /// Prints one CloudWatch Embedded Metric Format record on stdout, where
-/// Lambda's log pipeline turns it into metrics without an API call.
+/// Lambda's log pipeline turns it into metrics without an API call. Every
+/// value is a count.
 pub fn metric(namespace: &str, function: &str, values: &[(&str, f64)]) {
+    let with_units: Vec<(&str, f64, &str)> = values.iter().map(|(k, v)| (*k, *v, "Count")).collect();
+    metric_units(namespace, function, &with_units);
+}
+
+/// Like [`metric`], with a CloudWatch unit per value (`Count`, `Milliseconds`, ...).
+pub fn metric_units(namespace: &str, function: &str, values: &[(&str, f64, &str)]) {
     let metrics: Vec<_> = values
         .iter()
-        .map(|(name, _)| serde_json::json!({"Name": name, "Unit": "Count"}))
+        .map(|(name, _, unit)| serde_json::json!({"Name": name, "Unit": unit}))
         .collect();
     let mut record = serde_json::json!({
         "_aws": {
@@ -88,7 +95,7 @@ pub fn metric(namespace: &str, function: &str, values: &[(&str, f64)]) {
         },
         "Function": function,
     });
-    for (name, value) in values {
+    for (name, value, _) in values {
         record[*name] = serde_json::json!(value);
     }
     println!("{record}");

@@ -1,5 +1,7 @@
 //! Stockroom's library: one stock count everyone obeys.
 //!
+//! - [`channels`]: channel configuration, figures and the channel message.
+//! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
 //! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
 //! - [`order`]: sale webhooks (Shopify and generic) parsed into an [`order::Order`].
 //! - [`returns`]: return webhooks (Shopify refunds and the generic event) parsed into a [`returns::Return`].
@@ -10,8 +12,10 @@
 
 pub mod alerts;
 pub mod api;
+pub mod channels;
 pub mod clock;
 pub mod config;
+pub mod consumer;
 pub mod domain;
 pub mod order;
 pub mod returns;
@@ -23,5 +27,6 @@ pub const METRIC_NAMESPACE: &str = "Stockroom";
 
 // The SDK crates, re-exported so every function builds against one version.
 pub use aws_config;
+pub use aws_lambda_events;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_sqs;

@@ -6,6 +6,8 @@
 //! | ledger  | `SKU#<sku>`                 | `LEDGER#<at>#<reference>#<n>`       |
 //! | receipt | `RECEIPT#<kind>#<key>`      | `PART#<nnnn>`                       |
 //! | cancel counter | `RECEIPT#order#<key>` | `CANCELLED#<sku>`                   |
+//! | published | `SKU#<sku>`                 | `CHANNEL#<channel>`                 |
+//! | feed chunk receipt | `RECEIPT#feed#<object>` | `CHUNK#<index>`                |
 //!
 //! Every stock change is one `TransactWriteItems`: the conditional level
 //! update(s), their ledger entries and the receipt that makes the change
@@ -30,7 +32,9 @@ use crate::clock;
 use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
 use crate::order::{Order, OrderLine, SkippedLine};
 
+mod fanout;
 mod returns;
+pub use fanout::Published;
 pub use returns::{ReturnLineResult, ReturnOutcome, ReturnStatus, LINES_PER_RETURN_TRANSACTION};
 
 /// DynamoDB's limit on actions in one TransactWriteItems.
@@ -65,19 +69,19 @@ impl From<aws_sdk_dynamodb::error::BuildError> for StoreError {
     }
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
+pub(crate) fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
 }
 
-fn n(v: i64) -> AttributeValue {
+pub(crate) fn n(v: i64) -> AttributeValue {
     AttributeValue::N(v.to_string())
 }
 
-fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
+pub(crate) fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
     item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
 }
 
-fn get_n(item: &Item, key: &str) -> Option<i64> {
+pub(crate) fn get_n(item: &Item, key: &str) -> Option<i64> {
     item.get(key)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
@@ -101,6 +105,7 @@ fn level_names() -> HashMap<String, String> {
         ("#sku", "sku"),
         ("#loc", "location"),
         ("#kind", "kind"),
+        ("#lloc", "level_location"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -108,7 +113,8 @@ fn level_names() -> HashMap<String, String> {
 }
 
 /// The SET clause every level change shares: timestamp, cause, identity.
-const LEVEL_STAMP: &str = "#ua = :now, #lr = :reason, #lref = :ref, #sku = :sku, #loc = :loc, #kind = :level";
+const LEVEL_STAMP: &str =
+    "#ua = :now, #lr = :reason, #lref = :ref, #sku = :sku, #loc = :loc, #kind = :level, #lloc = :loc";
 
 fn stamp_values(line_sku: &Sku, loc: &Location, now: &str, reason: ReasonCode, reference: &str) -> Item {
     HashMap::from([
@@ -813,6 +819,14 @@ impl StockStore {
             };
             let mut values = stamp_values(&adj.sku, &adj.location, &now, adj.reason, &reference);
             values.insert(":after".into(), n(after));
+            let mut names = level_names();
+            // A manual "set" is a count taken now: older supplier counts become stale.
+            let counted = if matches!(adj.change, Change::Set(_)) {
+                names.insert("#cat".into(), "counted_at".into());
+                ", #cat = :now"
+            } else {
+                ""
+            };
             let condition = match version {
                 Some(v) => {
                     values.insert(":ver".into(), n(v));
@@ -825,9 +839,9 @@ impl StockStore {
                     Update::builder()
                         .table_name(&self.table)
                         .set_key(Some(level_key(&adj.sku, &adj.location)))
-                        .update_expression(format!("SET #av = :after, {LEVEL_STAMP} ADD #ver :one"))
+                        .update_expression(format!("SET #av = :after{counted}, {LEVEL_STAMP} ADD #ver :one"))
                         .condition_expression(condition)
-                        .set_expression_attribute_names(Some(level_names()))
+                        .set_expression_attribute_names(Some(names))
                         .set_expression_attribute_values(Some(values))
                         .build()?,
                 )

@@ -7,17 +7,19 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lambda_http::{Body, Request};
 use serde_json::{json, Value};
 use stockroom::alerts::Alerts;
 use stockroom::aws_config::{self, BehaviorVersion, Region, SdkConfig};
+use stockroom::channels::Channels;
 use stockroom::config::LocationRules;
 use stockroom::domain::Location;
 use stockroom::signature::WebhookSecrets;
 use stockroom::store::StockStore;
+use stockroom_local::http::Reply;
 use stockroom_local::{bootstrap, Stack, Template};
 
 /// The secret every test stack signs webhooks with.
@@ -112,6 +114,7 @@ pub async fn sdk() -> SdkConfig {
 /// A fresh stack of resources, named uniquely for one test.
 pub struct TestStack {
     pub name: String,
+    pub template: Template,
     pub sdk: SdkConfig,
     pub stack: Stack,
     pub ddb: stockroom::aws_sdk_dynamodb::Client,
@@ -131,6 +134,7 @@ pub async fn stack() -> TestStack {
     let sdk = sdk().await;
     let stack = bootstrap(&sdk, &template).await.expect("bootstrap the stack");
     TestStack {
+        template,
         ddb: stockroom::aws_sdk_dynamodb::Client::new(&sdk),
         sqs: stockroom::aws_sdk_sqs::Client::new(&sdk),
         name,
@@ -187,6 +191,78 @@ impl TestStack {
                 .and_then(|v| v.as_n().ok())
                 .map_or(0, |n| n.parse().expect("number"))
         })
+    }
+
+    /// The fan-out, configured exactly as template.yaml configures it.
+    pub fn fanout_app(&self) -> stock_fanout::App {
+        let env = self.template.function_env("StockFanoutFunction", &self.stack);
+        let channels = Channels::parse(&env["CHANNELS"]).expect("CHANNELS in template.yaml");
+        let queues = channels
+            .queues(&env["CHANNEL_QUEUES"])
+            .expect("CHANNEL_QUEUES in template.yaml");
+        stock_fanout::App {
+            store: self.store(),
+            sqs: self.sqs.clone(),
+            channels,
+            queues,
+        }
+    }
+
+    /// Runs the template's stream trigger for `stock-fanout` with the local
+    /// stream poller, invoking the handler in this process. Stops when dropped.
+    pub async fn start_fanout(&self) -> Fanout {
+        let trigger = self
+            .template
+            .triggers
+            .iter()
+            .find(|t| t.function == "stock-fanout")
+            .cloned()
+            .expect("a stream trigger for stock-fanout in template.yaml");
+        let invoker = Arc::new(InProcessFanout {
+            app: self.fanout_app(),
+            batches: Mutex::new(Vec::new()),
+        });
+        let task = tokio::spawn(stockroom_local::streams::poll_stream(
+            self.sdk.clone(),
+            trigger,
+            self.stack.clone(),
+            invoker.clone(),
+        ));
+        Fanout { task, invoker }
+    }
+
+    /// Takes (receives and deletes) messages from a channel's queue until
+    /// `expected` have arrived or `wait` has passed, then keeps listening
+    /// briefly for any extra.
+    pub async fn channel_messages(&self, channel: &str, expected: usize, wait: Duration) -> Vec<Value> {
+        let queue = self.fanout_app().queues[channel].clone();
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        loop {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(&queue)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            for m in got.messages() {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
+                self.sqs
+                    .delete_message()
+                    .queue_url(&queue)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+            }
+            if (expected > 0 && out.len() >= expected) || Instant::now() >= deadline {
+                return out;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn api_app(&self) -> stock_api::App {
@@ -268,6 +344,58 @@ impl TestStack {
                 out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
             }
         }
+    }
+}
+
+/// `stock-fanout` invoked in this process by the local stream poller.
+pub struct InProcessFanout {
+    app: stock_fanout::App,
+    batches: Mutex<Vec<Value>>,
+}
+
+impl stockroom_local::streams::Invoke for InProcessFanout {
+    fn invoke<'a>(
+        &'a self,
+        _function: &'a str,
+        payload: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Reply, String>> + Send + 'a>> {
+        Box::pin(async move {
+            let raw: Value = serde_json::from_slice(&payload).map_err(|e| e.to_string())?;
+            self.batches.lock().expect("batches").push(raw.clone());
+            // As the Lambda runtime does: an event that does not deserialize is a function error.
+            let (function_error, body) = match serde_json::from_value(raw) {
+                Ok(event) => (
+                    false,
+                    serde_json::to_vec(&stock_fanout::handle(&self.app, event).await)
+                        .map_err(|e| e.to_string())?,
+                ),
+                Err(e) => (true, e.to_string().into_bytes()),
+            };
+            Ok(Reply {
+                status: 200,
+                function_error,
+                body: body.into(),
+            })
+        })
+    }
+}
+
+/// A running stream poller; aborted when dropped.
+pub struct Fanout {
+    task: tokio::task::JoinHandle<Result<(), stockroom_local::triggers::TriggerError>>,
+    invoker: Arc<InProcessFanout>,
+}
+
+impl Fanout {
+    /// Every batch the poller delivered so far, as the event JSON.
+    pub fn batches(&self) -> Vec<Value> {
+        self.invoker.batches.lock().expect("batches").clone()
+    }
+}
+
+impl Drop for Fanout {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -1,0 +1,13 @@
+use aws_lambda_events::event::dynamodb::Event;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = stock_fanout::App::from_env().await?;
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<_, std::convert::Infallible>(stock_fanout::handle(app, event.payload).await)
+    }))
+    .await
+}
