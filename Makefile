@@ -45,7 +45,7 @@ sam-validate: tools
 test: tools fmt lint unit sam-validate
 
 build: tools
-	cargo lambda build --release --arm64 --package sale-webhook --package return-processor --package stock-api --package stock-fanout
+	cargo lambda build --release --arm64 --package sale-webhook --package return-processor --package stock-api --package stock-fanout --package supplier-feed
 
 clean:
 	cargo clean

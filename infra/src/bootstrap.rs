@@ -170,6 +170,63 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                 .await
                 .map_err(fail(format!("create bucket {}", b.name)))?;
         }
+        if b.versioned {
+            s3.put_bucket_versioning()
+                .bucket(&b.name)
+                .versioning_configuration(
+                    aws_sdk_s3::types::VersioningConfiguration::builder()
+                        .status(aws_sdk_s3::types::BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(fail(format!("versioning on bucket {}", b.name)))?;
+        }
+        if !b.queue_notifications.is_empty() {
+            let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
+            for (queue, event, prefix) in &b.queue_notifications {
+                let url = stack.queue_urls.get(queue).ok_or_else(|| BootstrapError {
+                    what: format!("bucket {}", b.name),
+                    message: format!("notification queue {queue} is not declared"),
+                })?;
+                let arn = sqs
+                    .get_queue_attributes()
+                    .queue_url(url)
+                    .attribute_names(QueueAttributeName::QueueArn)
+                    .send()
+                    .await
+                    .map_err(fail(format!("queue {queue}")))?
+                    .attributes()
+                    .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+                    .unwrap_or_default();
+                let mut q = aws_sdk_s3::types::QueueConfiguration::builder()
+                    .queue_arn(arn)
+                    .events(aws_sdk_s3::types::Event::from(event.as_str()));
+                if let Some(prefix) = prefix {
+                    q = q.filter(
+                        aws_sdk_s3::types::NotificationConfigurationFilter::builder()
+                            .key(
+                                aws_sdk_s3::types::S3KeyFilter::builder()
+                                    .filter_rules(
+                                        aws_sdk_s3::types::FilterRule::builder()
+                                            .name(aws_sdk_s3::types::FilterRuleName::Prefix)
+                                            .value(prefix)
+                                            .build(),
+                                    )
+                                    .build(),
+                            )
+                            .build(),
+                    );
+                }
+                config = config.queue_configurations(q.build().map_err(fail(format!("bucket {}", b.name)))?);
+            }
+            s3.put_bucket_notification_configuration()
+                .bucket(&b.name)
+                .notification_configuration(config.build())
+                .send()
+                .await
+                .map_err(fail(format!("notifications on bucket {}", b.name)))?;
+        }
         stack.buckets.insert(b.logical_id.clone(), b.name.clone());
     }
     Ok(stack)
@@ -186,7 +243,7 @@ impl Stack {
             .map(String::as_str)
     }
 
-    /// Settings in `env` that disagree with what the template created, as
+    /// Settings `env` sets that disagree with what the template created, as
     /// `(variable, configured, created)`.
     pub fn drift(&self, template: &Template, env: &HashMap<String, String>) -> Vec<(String, String, String)> {
         template
@@ -194,13 +251,10 @@ impl Stack {
             .iter()
             .filter_map(|(var, id)| {
                 let created = self.physical(id)?;
+                // Unset is fine: the functions get the template's value.
                 match env.get(var) {
-                    Some(v) if v == created => None,
-                    other => Some((
-                        var.clone(),
-                        other.cloned().unwrap_or_default(),
-                        created.to_owned(),
-                    )),
+                    Some(v) if v != created => Some((var.clone(), v.clone(), created.to_owned())),
+                    _ => None,
                 }
             })
             .collect()

@@ -32,6 +32,9 @@ pub struct Demo {
     sqs: aws_sdk_sqs::Client,
     /// (channel, queue URL), in configuration order.
     channel_queues: Vec<(String, String)>,
+    /// The feed bucket, where the supplier drops files.
+    feed_bucket: Option<String>,
+    s3: aws_sdk_s3::Client,
     /// What each channel was last told about the SKU: (sequence, available).
     figures: std::sync::Mutex<HashMap<String, (u64, i64)>>,
 }
@@ -54,6 +57,7 @@ impl Demo {
         base: &str,
         sdk: &aws_config::SdkConfig,
         channel_queues: Vec<(String, String)>,
+        feed_bucket: Option<String>,
     ) -> Result<Self, DemoError> {
         let secret = env
             .get("WEBHOOK_SECRET")
@@ -77,6 +81,12 @@ impl Demo {
             alert_queue: env.get("ALERT_QUEUE_URL").cloned(),
             sqs: aws_sdk_sqs::Client::new(sdk),
             channel_queues,
+            feed_bucket,
+            s3: aws_sdk_s3::Client::from_conf(
+                aws_sdk_s3::config::Builder::from(sdk)
+                    .force_path_style(true)
+                    .build(),
+            ),
             figures: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -262,7 +272,9 @@ impl Demo {
         self.print_stock().await?;
         self.print_channels("the shop's till can sell them again").await;
 
-        println!("7. The ledger for {SKU}, newest first:");
+        self.supplier_delivery(run).await?;
+
+        println!("8. The ledger for {SKU}, newest first:");
         let ledger = self
             .api("GET", &format!("/stock/{SKU}/ledger?limit=8"), None)
             .await?;
@@ -288,8 +300,85 @@ impl Demo {
         }
         println!(
             "\nOne sale covered, one flagged as an oversell, the count at 0 and never below; \
-             returns back on sale the moment they were processed."
+             returns back on sale the moment they were processed; \
+             a supplier delivery applied row by row, its bad row reported; every channel told within seconds."
         );
+        Ok(())
+    }
+
+    /// The supplier drops a delivery file with one bad row into the feed bucket.
+    async fn supplier_delivery(&self, run: u64) -> Result<(), DemoError> {
+        let Some(bucket) = &self.feed_bucket else {
+            return Ok(());
+        };
+        println!("7. The supplier drops its delivery note into the feed bucket; one row has a typo.");
+        let key = format!("feeds/acme/deliveries/delivery {run}.csv");
+        let csv = format!("sku,quantity,location,carton\n{SKU},6,warehouse,C-1\nCAP-GREEN,4,warehouse,C-2\n{SKU},six,warehouse,C-3\n");
+        println!("   s3://{bucket}/{key}:");
+        for line in csv.lines() {
+            println!("     {line}");
+        }
+        self.s3
+            .put_object()
+            .bucket(bucket)
+            .key(&key)
+            .body(csv.into_bytes().into())
+            .send()
+            .await
+            .map_err(|e| DemoError::Unexpected {
+                what: "upload the feed".into(),
+                status: 0,
+                body: aws_sdk_s3::error::DisplayErrorContext(&e).to_string(),
+            })?;
+        // S3 -> SQS -> supplier-feed (run by the trigger runner); the report appears beside the feed.
+        let report_key = format!("reports/{key}.json");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let report: Value = loop {
+            if let Ok(got) = self.s3.get_object().bucket(bucket).key(&report_key).send().await {
+                let bytes = got
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes())
+                    .unwrap_or_default();
+                break serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(DemoError::Unexpected {
+                    what: "the feed report".into(),
+                    status: 0,
+                    body: format!("no s3://{bucket}/{report_key} after 60 s"),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        };
+        println!(
+            "   report: {} rows read, {} applied, {} rejected -> s3://{bucket}/{}",
+            report["rows_read"], report["applied"], report["rejected"], report_key
+        );
+        if let Some(rejects) = report["rejects"].as_str() {
+            if let Ok(got) = self.s3.get_object().bucket(bucket).key(rejects).send().await {
+                let bytes = got
+                    .body
+                    .collect()
+                    .await
+                    .map(|b| b.into_bytes())
+                    .unwrap_or_default();
+                for line in String::from_utf8_lossy(&bytes).lines().skip(1) {
+                    println!("   rejected: {line}");
+                }
+            }
+        }
+        let alerts = self.drain_alerts().await;
+        for a in alerts.iter().filter(|a| a["kind"] == "feed_rejects") {
+            println!(
+                "   ops alerted: {} row(s) rejected in {}",
+                a["rejected"], a["feed"]
+            );
+        }
+        self.print_stock().await?;
+        self.print_channels("the warehouse delivery reaches web and marketplace")
+            .await;
         Ok(())
     }
 

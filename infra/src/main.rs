@@ -186,7 +186,8 @@ async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Re
                 }
                 _ => Vec::new(),
             };
-            demo::Demo::new(env, &lambda, &sdk, channel_queues)
+            let feed_bucket = stack.buckets.get("FeedBucket").cloned();
+            demo::Demo::new(env, &lambda, &sdk, channel_queues, feed_bucket)
                 .map_err(|e| e.to_string())?
                 .run()
                 .await

@@ -56,6 +56,9 @@ pub struct QueueSpec {
 pub struct BucketSpec {
     pub logical_id: String,
     pub name: String,
+    pub versioned: bool,
+    /// Notifications to SQS: (queue logical id, event, key prefix).
+    pub queue_notifications: Vec<(String, String, Option<String>)>,
 }
 
 /// Where an asynchronous trigger reads from.
@@ -119,17 +122,25 @@ fn shape(msg: impl Into<String>) -> TemplateError {
     TemplateError::Shape(msg.into())
 }
 
-/// Resolves a name: a plain string, or `!Sub` with `${AWS::StackName}`.
+/// The account and region the local stack pretends to be in.
+pub const LOCAL_ACCOUNT: &str = "123456789012";
+pub const LOCAL_REGION: &str = "us-east-1";
+
+fn pseudo(s: &str, stack: &str) -> String {
+    s.replace("${AWS::StackName}", stack)
+        .replace("${AWS::AccountId}", LOCAL_ACCOUNT)
+        .replace("${AWS::Region}", LOCAL_REGION)
+        .replace("${AWS::Partition}", "aws")
+}
+
+/// Resolves a name: a plain string, or `!Sub` with the pseudo parameters.
 fn name(v: &Value, stack: &str) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Tagged(t) if t.tag == "!Sub" || t.tag == "Fn::Sub" => {
-            t.value.as_str().map(|s| s.replace("${AWS::StackName}", stack))
+            t.value.as_str().map(|s| pseudo(s, stack))
         }
-        Value::Mapping(m) => m
-            .get("Fn::Sub")
-            .and_then(Value::as_str)
-            .map(|s| s.replace("${AWS::StackName}", stack)),
+        Value::Mapping(m) => m.get("Fn::Sub").and_then(Value::as_str).map(|s| pseudo(s, stack)),
         _ => None,
     }
 }
@@ -311,6 +322,38 @@ impl Template {
                 }),
                 "AWS::S3::Bucket" => out.buckets.push(BucketSpec {
                     name: named("BucketName"),
+                    versioned: props
+                        .get("VersioningConfiguration")
+                        .and_then(|v| v.get("Status"))
+                        .and_then(Value::as_str)
+                        == Some("Enabled"),
+                    queue_notifications: props
+                        .get("NotificationConfiguration")
+                        .and_then(|n| n.get("QueueConfigurations"))
+                        .and_then(Value::as_sequence)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|q| {
+                            let prefix = q
+                                .get("Filter")
+                                .and_then(|f| f.get("S3Key"))
+                                .and_then(|k| k.get("Rules"))
+                                .and_then(Value::as_sequence)
+                                .and_then(|rules| {
+                                    rules
+                                        .iter()
+                                        .find(|r| r.get("Name").and_then(Value::as_str) == Some("prefix"))
+                                })
+                                .and_then(|r| r.get("Value"))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned);
+                            Some((
+                                referenced(q.get("Queue")?)?,
+                                q.get("Event")?.as_str()?.to_owned(),
+                                prefix,
+                            ))
+                        })
+                        .collect(),
                     logical_id: id.clone(),
                 }),
                 "AWS::Serverless::Function" => {
@@ -429,8 +472,9 @@ impl Template {
         let lookup = |name: &str| -> Option<String> {
             match name {
                 "AWS::StackName" => Some(self.stack.clone()),
-                "AWS::Region" => Some("us-east-1".to_owned()),
-                "AWS::AccountId" => Some("123456789012".to_owned()),
+                "AWS::Region" => Some(LOCAL_REGION.to_owned()),
+                "AWS::AccountId" => Some(LOCAL_ACCOUNT.to_owned()),
+                "AWS::Partition" => Some("aws".to_owned()),
                 _ => self
                     .parameters
                     .get(name)
@@ -524,6 +568,17 @@ mod tests {
         );
         assert_eq!(trigger.on_failure.as_deref(), Some("FanoutDLQ"));
         assert_eq!(t.table("StockTable").unwrap().indexes[0].name, "by-location");
+        let bucket = t.buckets.iter().find(|b| b.logical_id == "FeedBucket").unwrap();
+        assert_eq!(bucket.name, "local-feeds-123456789012-us-east-1");
+        assert!(bucket.versioned);
+        assert_eq!(
+            bucket.queue_notifications,
+            vec![(
+                "FeedQueue".into(),
+                "s3:ObjectCreated:*".into(),
+                Some("feeds/".into())
+            )]
+        );
     }
 
     #[test]

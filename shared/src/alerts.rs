@@ -42,6 +42,26 @@ impl Alerts {
         Self { sqs, queue_url }
     }
 
+    /// Publishes any alert (a JSON object with a `kind`). A failure is logged and returned.
+    pub async fn send(&self, alert: &serde_json::Value) -> Result<(), String> {
+        tracing::warn!(alert = %alert, "alert");
+        let Some(url) = &self.queue_url else {
+            return Ok(());
+        };
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(alert.to_string())
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
+                tracing::error!(error = %msg, "could not publish the alert");
+                msg
+            })
+    }
+
     /// Publishes an oversell alert. A failure is logged loudly (the oversell is
     /// already on the order's receipt and in the ledger) and returned.
     pub async fn oversell(&self, alert: &OversellAlert<'_>) -> Result<(), String> {

@@ -3,6 +3,7 @@
 //! - [`channels`]: channel configuration, figures and the channel message.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
 //! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
+//! - [`feed`]: supplier feed keys and the streaming CSV / JSON Lines row reader.
 //! - [`order`]: sale webhooks (Shopify and generic) parsed into an [`order::Order`].
 //! - [`returns`]: return webhooks (Shopify refunds and the generic event) parsed into a [`returns::Return`].
 //! - [`signature`]: webhook HMAC checks.
@@ -17,6 +18,7 @@ pub mod clock;
 pub mod config;
 pub mod consumer;
 pub mod domain;
+pub mod feed;
 pub mod order;
 pub mod returns;
 pub mod signature;

@@ -33,8 +33,13 @@ use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
 use crate::order::{Order, OrderLine, SkippedLine};
 
 mod fanout;
+mod feed;
 mod returns;
 pub use fanout::Published;
+pub use feed::{
+    ChunkResult, ChunkSummary, FeedEffect, FeedRowInput, FeedSource, FeedState, LocationStats,
+    ROWS_PER_FEED_CHUNK,
+};
 pub use returns::{ReturnLineResult, ReturnOutcome, ReturnStatus, LINES_PER_RETURN_TRANSACTION};
 
 /// DynamoDB's limit on actions in one TransactWriteItems.

@@ -265,6 +265,110 @@ impl TestStack {
         }
     }
 
+    /// The S3 client the tests use (path-style, as the emulator needs).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&self.sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    }
+
+    pub fn feed_bucket(&self) -> &str {
+        &self.stack.buckets["FeedBucket"]
+    }
+
+    pub fn feed_queue(&self) -> &str {
+        &self.stack.queue_urls["FeedQueue"]
+    }
+
+    /// The feed import, configured as template.yaml configures it.
+    pub fn feed_app(&self) -> supplier_feed::App {
+        let env = self.template.function_env("SupplierFeedFunction", &self.stack);
+        supplier_feed::App {
+            store: self.store(),
+            s3: self.s3(),
+            sqs: self.sqs.clone(),
+            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
+            settings: supplier_feed::Settings {
+                default_location: Location::parse("warehouse").expect("location"),
+                queue_url: env.get("FEED_QUEUE_URL").cloned(),
+                hold_share: env
+                    .get("FEED_HOLD_SHARE")
+                    .and_then(|s| s.parse().ok())
+                    .expect("FEED_HOLD_SHARE in template.yaml"),
+                zero_missing: Vec::new(),
+                concurrency: 4,
+                margin: Duration::from_secs(30),
+            },
+        }
+    }
+
+    /// Uploads a feed file to the feed bucket.
+    pub async fn put_feed(&self, key: &str, body: &[u8]) {
+        self.s3()
+            .put_object()
+            .bucket(self.feed_bucket())
+            .key(key)
+            .body(body.to_vec().into())
+            .send()
+            .await
+            .expect("put the feed object");
+    }
+
+    /// Waits for the next message S3 sent to the feed queue and takes it
+    /// (S3's own `s3:TestEvent` is skipped).
+    pub async fn next_feed_message(
+        &self,
+        wait: Duration,
+    ) -> Option<stockroom::aws_lambda_events::event::sqs::SqsMessage> {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            let got = self
+                .sqs
+                .receive_message()
+                .queue_url(self.feed_queue())
+                .max_number_of_messages(1)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("receive");
+            if let Some(m) = got.messages().first() {
+                self.sqs
+                    .delete_message()
+                    .queue_url(self.feed_queue())
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("delete");
+                // S3 announces a new notification configuration with a test event.
+                if m.body().unwrap_or_default().contains("s3:TestEvent") {
+                    continue;
+                }
+                let mut msg = stockroom::aws_lambda_events::event::sqs::SqsMessage::default();
+                msg.message_id = m.message_id().map(str::to_owned);
+                msg.body = m.body().map(str::to_owned);
+                return Some(msg);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Reads an object of the feed bucket as text.
+    pub async fn read_object(&self, key: &str) -> Option<String> {
+        let got = self
+            .s3()
+            .get_object()
+            .bucket(self.feed_bucket())
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        let bytes = got.body.collect().await.ok()?.into_bytes();
+        Some(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     pub fn api_app(&self) -> stock_api::App {
         stock_api::App { store: self.store() }
     }

@@ -1,0 +1,22 @@
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let app = supplier_feed::App::from_env().await?;
+    let app = &app;
+    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        // Lambda's deadline (ms since the epoch) as a monotonic instant.
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
+        let deadline = tokio::time::Instant::now() + left;
+        Ok::<_, std::convert::Infallible>(supplier_feed::handle(app, event.payload, deadline).await)
+    }))
+    .await
+}

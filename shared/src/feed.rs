@@ -1,0 +1,710 @@
+//! Supplier feeds: the object key, and a streaming reader that turns a CSV
+//! or JSON Lines file into valid rows and rejected rows, one at a time,
+//! with bounded memory whatever the file's size.
+//!
+//! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
+//! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
+//! name, case-insensitive, in any order; unknown ones are ignored: `sku`,
+//! `quantity`, optional `location`, and for stock files optional `as_of`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
+
+use crate::clock;
+use crate::domain::{Location, Quantity, Sku};
+
+/// A record longer than this is rejected rather than buffered.
+pub const MAX_ROW_BYTES: usize = 64 * 1024;
+/// How much of a rejected row's text the reject report keeps.
+const RAW_KEPT: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The key is not `feeds/<supplier>/<kind>/<name>.<csv|jsonl>`.
+    #[error("not a feed key: {0}")]
+    Key(String),
+    /// The file cannot be read as a feed at all (not a retryable problem).
+    #[error("unreadable feed: {0}")]
+    Unreadable(String),
+    /// Reading the object failed (worth a retry).
+    #[error("reading the feed failed: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// What a feed file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    /// Goods received: each row adds.
+    Deliveries,
+    /// The supplier's own count: each row sets the figure, as of a time.
+    Stock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedFormat {
+    Csv,
+    JsonLines,
+}
+
+/// A feed object's key, decoded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedKey {
+    pub supplier: Location,
+    pub kind: FeedKind,
+    pub format: FeedFormat,
+    /// The decoded key as a whole.
+    pub key: String,
+}
+
+/// Decodes an object key as S3 event notifications carry it: `+` is a
+/// space, `%XX` an escaped byte.
+pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| FeedError::Key(format!("bad escape in {raw:?}")))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
+}
+
+impl FeedKey {
+    /// Parses a decoded key.
+    pub fn parse(key: &str) -> Result<Self, FeedError> {
+        let bad = |why: &str| FeedError::Key(format!("{key:?}: {why}"));
+        let mut parts = key.splitn(4, '/');
+        let (Some("feeds"), Some(supplier), Some(kind), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected feeds/<supplier>/<kind>/<name>"));
+        };
+        let supplier = Location::parse(supplier)
+            .map_err(|_| bad("the supplier must be a slug of a-z, 0-9, '-' or '_'"))?;
+        let kind = match kind {
+            "deliveries" => FeedKind::Deliveries,
+            "stock" => FeedKind::Stock,
+            _ => return Err(bad("the kind must be deliveries or stock")),
+        };
+        let lower = name.to_ascii_lowercase();
+        let format = if lower.ends_with(".csv") {
+            FeedFormat::Csv
+        } else if lower.ends_with(".jsonl") {
+            FeedFormat::JsonLines
+        } else {
+            return Err(bad("the name must end in .csv or .jsonl"));
+        };
+        Ok(Self {
+            supplier,
+            kind,
+            format,
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// What a reader needs to know besides the bytes.
+#[derive(Debug, Clone)]
+pub struct ReadOptions {
+    pub kind: FeedKind,
+    /// Where a delivery row without `location` goes.
+    pub default_location: Location,
+    /// Where a stock row without `location` goes: the supplier's pool.
+    pub pool: Location,
+    /// A stock row's `as_of` when it has none: the object's last-modified
+    /// time, in [`clock`] format.
+    pub last_modified: String,
+}
+
+/// A valid row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRow {
+    /// The physical line the row starts on (the header is line 1).
+    pub line: u64,
+    pub sku: Sku,
+    pub location: Location,
+    pub quantity: u32,
+    /// When the count was taken, in [`clock`] format (stock rows).
+    pub as_of: String,
+}
+
+/// A row that was refused, for the rejects report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedRow {
+    pub line: u64,
+    pub reason: String,
+    pub raw: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FeedItem {
+    Row(FeedRow),
+    Rejected(RejectedRow),
+}
+
+/// Column positions from a CSV header.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    sku: usize,
+    quantity: usize,
+    location: Option<usize>,
+    as_of: Option<usize>,
+}
+
+/// Streams a feed's rows.
+pub struct FeedReader<R> {
+    reader: R,
+    format: FeedFormat,
+    options: ReadOptions,
+    columns: Option<Columns>,
+    /// The next physical line number to be read.
+    line: u64,
+    /// Rows (valid or rejected) seen so far.
+    rows: u64,
+    /// Whether the last byte read was a line ending.
+    ended_with_newline: bool,
+    last_rejected: bool,
+    buf: Vec<u8>,
+}
+
+fn lossy(raw: &[u8]) -> String {
+    let text = String::from_utf8_lossy(raw);
+    let text = text.trim_end_matches(['\r', '\n']);
+    text.chars().take(RAW_KEPT).collect()
+}
+
+/// Splits one CSV record (quotes already balanced) into fields.
+fn split_csv(record: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = record.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quoted, c) {
+            (true, '"') if chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            (true, '"') => quoted = false,
+            (true, c) => field.push(c),
+            (false, '"') => quoted = true,
+            (false, ',') => fields.push(std::mem::take(&mut field)),
+            (false, c) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+fn quantity(raw: &str, kind: FeedKind) -> Result<u32, String> {
+    let raw = raw.trim();
+    let n: i64 = raw
+        .parse()
+        .map_err(|_| format!("quantity {raw:?} is not a whole number"))?;
+    let min = match kind {
+        FeedKind::Deliveries => 1,
+        FeedKind::Stock => 0,
+    };
+    if n < min || n > i64::from(Quantity::MAX) {
+        return Err(format!(
+            "quantity {n} is out of range ({min} to {})",
+            Quantity::MAX
+        ));
+    }
+    Ok(n as u32)
+}
+
+impl<R: AsyncBufRead + Unpin> FeedReader<R> {
+    /// Opens a feed: for CSV, reads and checks the header. An empty file
+    /// has no rows (not an error).
+    pub async fn open(reader: R, format: FeedFormat, options: ReadOptions) -> Result<Self, FeedError> {
+        let mut me = Self {
+            reader,
+            format,
+            options,
+            columns: None,
+            line: 1,
+            rows: 0,
+            ended_with_newline: true,
+            last_rejected: false,
+            buf: Vec::new(),
+        };
+        if format == FeedFormat::Csv {
+            if let Some((_, bytes, _)) = me.read_record().await? {
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| FeedError::Unreadable("the header is not UTF-8 text".into()))?;
+                let text = text.trim_start_matches('\u{feff}').trim_end_matches(['\r', '\n']);
+                let names: Vec<String> = split_csv(text)
+                    .iter()
+                    .map(|n| n.trim().to_ascii_lowercase())
+                    .collect();
+                let find = |name: &str| names.iter().position(|n| n == name);
+                let (Some(sku), Some(quantity)) = (find("sku"), find("quantity")) else {
+                    return Err(FeedError::Unreadable(format!(
+                        "the header must name the columns sku and quantity; it has {names:?}"
+                    )));
+                };
+                me.columns = Some(Columns {
+                    sku,
+                    quantity,
+                    location: find("location"),
+                    as_of: find("as_of"),
+                });
+            }
+        }
+        Ok(me)
+    }
+
+    /// Rows seen so far, valid or rejected (blank lines are not rows).
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Whether the file looks cut short: it does not end with a line
+    /// ending and its last row was rejected.
+    pub fn looks_truncated(&self) -> bool {
+        !self.ended_with_newline && self.last_rejected
+    }
+
+    /// Reads one physical record: for CSV, lines are joined while a quoted
+    /// field is open. Returns its first line number, its bytes, and whether
+    /// it was too long (then only its start is kept, the rest skipped).
+    async fn read_record(&mut self) -> Result<Option<(u64, Vec<u8>, bool)>, FeedError> {
+        let start = self.line;
+        let mut record = Vec::new();
+        let mut in_quotes = false;
+        loop {
+            self.buf.clear();
+            let n = (&mut self.reader)
+                .take((MAX_ROW_BYTES + 1) as u64)
+                .read_until(b'\n', &mut self.buf)
+                .await?;
+            if n == 0 {
+                return Ok((!record.is_empty()).then_some((start, record, false)));
+            }
+            self.ended_with_newline = self.buf.last() == Some(&b'\n');
+            if self.ended_with_newline {
+                self.line += 1;
+            }
+            if record.len() + self.buf.len() > MAX_ROW_BYTES {
+                record.extend_from_slice(&self.buf[..self.buf.len().min(RAW_KEPT)]);
+                self.skip_line().await?;
+                return Ok(Some((start, record, true)));
+            }
+            if self.format == FeedFormat::Csv {
+                in_quotes ^= self.buf.iter().filter(|b| **b == b'"').count() % 2 == 1;
+            }
+            record.extend_from_slice(&self.buf);
+            if !in_quotes || !self.ended_with_newline {
+                return Ok(Some((start, record, false)));
+            }
+        }
+    }
+
+    /// Skips to the end of the current line.
+    async fn skip_line(&mut self) -> Result<(), FeedError> {
+        while !self.ended_with_newline {
+            self.buf.clear();
+            let n = (&mut self.reader)
+                .take(MAX_ROW_BYTES as u64)
+                .read_until(b'\n', &mut self.buf)
+                .await?;
+            if n == 0 {
+                return Ok(());
+            }
+            self.ended_with_newline = self.buf.last() == Some(&b'\n');
+            if self.ended_with_newline {
+                self.line += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// The next row, valid or rejected; `None` at the end of the file.
+    pub async fn next_item(&mut self) -> Result<Option<FeedItem>, FeedError> {
+        loop {
+            let Some((line, bytes, overlong)) = self.read_record().await? else {
+                return Ok(None);
+            };
+            if !overlong && bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            self.rows += 1;
+            let item = if overlong {
+                Self::reject(line, format!("row longer than {MAX_ROW_BYTES} bytes"), &bytes)
+            } else {
+                self.parse(line, &bytes)
+            };
+            self.last_rejected = matches!(item, FeedItem::Rejected(_));
+            return Ok(Some(item));
+        }
+    }
+
+    fn reject(line: u64, reason: impl Into<String>, raw: &[u8]) -> FeedItem {
+        FeedItem::Rejected(RejectedRow {
+            line,
+            reason: reason.into(),
+            raw: lossy(raw),
+        })
+    }
+
+    fn parse(&self, line: u64, bytes: &[u8]) -> FeedItem {
+        let Ok(text) = std::str::from_utf8(bytes) else {
+            return Self::reject(line, "not valid UTF-8", bytes);
+        };
+        let text = text.trim_end_matches(['\r', '\n']);
+        let fields: HashMap<&'static str, String> = match self.format {
+            FeedFormat::Csv => {
+                let Some(c) = self.columns else {
+                    return Self::reject(line, "no header", bytes);
+                };
+                let values = split_csv(text);
+                let get = |i: Option<usize>| i.and_then(|i| values.get(i)).cloned();
+                [
+                    ("sku", get(Some(c.sku))),
+                    ("quantity", get(Some(c.quantity))),
+                    ("location", get(c.location)),
+                    ("as_of", get(c.as_of)),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k, v?)))
+                .collect()
+            }
+            FeedFormat::JsonLines => {
+                let Ok(Value::Object(map)) = serde_json::from_str::<Value>(text) else {
+                    return Self::reject(line, "not a JSON object", bytes);
+                };
+                let mut out = HashMap::new();
+                for (k, v) in map {
+                    let key = match k.to_ascii_lowercase().as_str() {
+                        "sku" => "sku",
+                        "quantity" => "quantity",
+                        "location" => "location",
+                        "as_of" => "as_of",
+                        _ => continue,
+                    };
+                    let v = match v {
+                        Value::String(s) if key != "quantity" => s,
+                        Value::Number(n) if key == "quantity" => n.to_string(),
+                        Value::Null => continue,
+                        other => {
+                            return Self::reject(line, format!("{key} has the wrong type: {other}"), bytes);
+                        }
+                    };
+                    out.insert(key, v);
+                }
+                out
+            }
+        };
+        match self.row(line, &fields) {
+            Ok(row) => FeedItem::Row(row),
+            Err(reason) => Self::reject(line, reason, bytes),
+        }
+    }
+
+    fn row(&self, line: u64, fields: &HashMap<&'static str, String>) -> Result<FeedRow, String> {
+        let sku = fields.get("sku").map(|s| s.trim()).unwrap_or_default();
+        if sku.is_empty() {
+            return Err("empty sku".into());
+        }
+        let sku = Sku::parse(sku).map_err(|e| e.to_string())?;
+        let quantity = match fields.get("quantity") {
+            Some(q) if !q.trim().is_empty() => quantity(q, self.options.kind)?,
+            _ => return Err("empty quantity".into()),
+        };
+        let location = match fields.get("location").map(|l| l.trim()).filter(|l| !l.is_empty()) {
+            Some(l) => Location::parse(l).map_err(|e| e.to_string())?,
+            None => match self.options.kind {
+                FeedKind::Deliveries => self.options.default_location.clone(),
+                FeedKind::Stock => self.options.pool.clone(),
+            },
+        };
+        let as_of = match (
+            self.options.kind,
+            fields.get("as_of").map(|a| a.trim()).filter(|a| !a.is_empty()),
+        ) {
+            (FeedKind::Stock, Some(a)) => clock::format(
+                OffsetDateTime::parse(a, &Rfc3339)
+                    .map_err(|_| format!("as_of {a:?} is not an RFC 3339 time"))?,
+            ),
+            _ => self.options.last_modified.clone(),
+        };
+        Ok(FeedRow {
+            line,
+            sku,
+            location,
+            quantity,
+            as_of,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(kind: FeedKind) -> ReadOptions {
+        ReadOptions {
+            kind,
+            default_location: Location::parse("warehouse").unwrap(),
+            pool: Location::parse("acme").unwrap(),
+            last_modified: "2026-11-22T08:00:00.000000Z".into(),
+        }
+    }
+
+    async fn read_all(bytes: &[u8], format: FeedFormat, kind: FeedKind) -> Result<Vec<FeedItem>, FeedError> {
+        let mut r = FeedReader::open(tokio::io::BufReader::new(bytes), format, options(kind)).await?;
+        let mut out = Vec::new();
+        while let Some(item) = r.next_item().await? {
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    fn summary(items: &[FeedItem]) -> Vec<String> {
+        items
+            .iter()
+            .map(|i| match i {
+                FeedItem::Row(r) => format!("{} ok {}@{}={}", r.line, r.sku, r.location, r.quantity),
+                FeedItem::Rejected(r) => format!("{} rejected: {}", r.line, r.reason),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_decode_and_parse() {
+        assert_eq!(
+            decode_s3_key("feeds/acme/deliveries/Nov+22+delivery%2B1.csv").unwrap(),
+            "feeds/acme/deliveries/Nov 22 delivery+1.csv"
+        );
+        assert!(decode_s3_key("feeds/%zz").is_err());
+        let k = FeedKey::parse("feeds/acme/deliveries/Nov 22 delivery.CSV").unwrap();
+        assert_eq!(
+            (k.supplier.as_str(), k.kind, k.format),
+            ("acme", FeedKind::Deliveries, FeedFormat::Csv)
+        );
+        let k = FeedKey::parse("feeds/acme/stock/2026/11/22.jsonl").unwrap();
+        assert_eq!((k.kind, k.format), (FeedKind::Stock, FeedFormat::JsonLines));
+        for bad in [
+            "reports/acme/stock/x.csv",
+            "feeds/Acme Co/stock/x.csv",
+            "feeds/acme/returns/x.csv",
+            "feeds/acme/stock/x.xlsx",
+            "feeds/acme/stock",
+        ] {
+            assert!(FeedKey::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn columns_in_any_order_and_case_with_unknown_ones_ignored() {
+        let csv = b"\xEF\xBB\xBFNote,Quantity,SKU,Location\r\nfirst,3,JKT-BLUE-M,downtown\r\n,2,CAP,\r\n";
+        let items = read_all(csv, FeedFormat::Csv, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            ["2 ok JKT-BLUE-M@downtown=3", "3 ok CAP@warehouse=2"]
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_rows_are_rejected_with_their_line_and_the_rest_pass() {
+        let csv = "sku,quantity,location,note\n\
+                   A,1,,\"a note\nover two lines\"\n\
+                   ,2,,\n\
+                   B,1.5,,\n\
+                   C,-1,,\n\
+                   D,2000000,,\n\
+                   E,3,Back Room,\n\
+                   \n\
+                   F,\"4\",,\"said \"\"hi\"\", left\"\n";
+        let items = read_all(csv.as_bytes(), FeedFormat::Csv, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                "2 ok A@warehouse=1",
+                "4 rejected: empty sku",
+                "5 rejected: quantity \"1.5\" is not a whole number",
+                "6 rejected: quantity -1 is out of range (1 to 1000000)",
+                "7 rejected: quantity 2000000 is out of range (1 to 1000000)",
+                &format!("8 rejected: {}", Location::parse("Back Room").unwrap_err()),
+                "10 ok F@warehouse=4",
+            ]
+        );
+        let FeedItem::Rejected(r) = &items[1] else {
+            panic!()
+        };
+        assert_eq!(r.raw, ",2,,");
+    }
+
+    #[tokio::test]
+    async fn invalid_utf8_is_rejected_alone() {
+        let mut csv = b"sku,quantity\nA,1\n".to_vec();
+        csv.extend_from_slice(b"B\xFF\xFE,2\nC,3\n");
+        let items = read_all(&csv, FeedFormat::Csv, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                "2 ok A@warehouse=1",
+                "3 rejected: not valid UTF-8",
+                "4 ok C@warehouse=3"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn stock_rows_default_to_the_pool_and_last_modified_and_allow_zero() {
+        let csv = b"sku,quantity,as_of\nA,0,\nB,5,2026-11-22T09:30:00+01:00\nC,1,yesterday\n";
+        let items = read_all(csv, FeedFormat::Csv, FeedKind::Stock).await.unwrap();
+        let FeedItem::Row(a) = &items[0] else { panic!() };
+        assert_eq!(
+            (a.location.as_str(), a.quantity, a.as_of.as_str()),
+            ("acme", 0, "2026-11-22T08:00:00.000000Z")
+        );
+        let FeedItem::Row(b) = &items[1] else { panic!() };
+        assert_eq!(b.as_of, "2026-11-22T08:30:00.000000Z");
+        assert_eq!(
+            summary(&items[2..]),
+            ["4 rejected: as_of \"yesterday\" is not an RFC 3339 time"]
+        );
+        // A delivery of zero is refused.
+        let items = read_all(b"sku,quantity\nA,0\n", FeedFormat::Csv, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert!(matches!(items[0], FeedItem::Rejected(_)));
+    }
+
+    #[tokio::test]
+    async fn a_file_without_the_needed_columns_is_unreadable_and_an_empty_one_has_no_rows() {
+        let err = read_all(b"item,count\nA,1\n", FeedFormat::Csv, FeedKind::Stock)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FeedError::Unreadable(_)), "{err}");
+        let err = read_all(b"\x89PNG\r\n\x1a\n\0\0", FeedFormat::Csv, FeedKind::Stock)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FeedError::Unreadable(_)), "{err}");
+        assert!(read_all(b"", FeedFormat::Csv, FeedKind::Stock)
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(read_all(b"sku,quantity\n", FeedFormat::Csv, FeedKind::Stock)
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn json_lines_carry_the_same_columns() {
+        let jsonl = b"{\"SKU\": \"A\", \"quantity\": 2, \"extra\": true}\n\
+                      {\"sku\": \"B\", \"quantity\": \"2\"}\n\
+                      not json\n\
+                      \n\
+                      {\"sku\": \"C\", \"quantity\": 1, \"location\": \"downtown\"}";
+        let items = read_all(jsonl, FeedFormat::JsonLines, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                "1 ok A@warehouse=2",
+                "2 rejected: quantity has the wrong type: \"2\"",
+                "3 rejected: not a JSON object",
+                "5 ok C@downtown=1",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_off_last_row_looks_truncated() {
+        let mut r = FeedReader::open(
+            tokio::io::BufReader::new(&b"sku,quantity\nA,1\nB,"[..]),
+            FeedFormat::Csv,
+            options(FeedKind::Stock),
+        )
+        .await
+        .unwrap();
+        while r.next_item().await.unwrap().is_some() {}
+        assert!(r.looks_truncated());
+        assert_eq!(r.rows(), 2);
+        let mut r = FeedReader::open(
+            tokio::io::BufReader::new(&b"sku,quantity\nA,1\nB,2"[..]),
+            FeedFormat::Csv,
+            options(FeedKind::Stock),
+        )
+        .await
+        .unwrap();
+        while r.next_item().await.unwrap().is_some() {}
+        assert!(!r.looks_truncated());
+    }
+
+    #[tokio::test]
+    async fn an_overlong_row_is_rejected_and_reading_goes_on() {
+        let mut csv = b"sku,quantity\n".to_vec();
+        csv.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES + 10));
+        csv.extend_from_slice(b",1\nB,2\n");
+        let items = read_all(&csv, FeedFormat::Csv, FeedKind::Deliveries)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                format!("2 rejected: row longer than {MAX_ROW_BYTES} bytes"),
+                "3 ok B@warehouse=2".into()
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_large_file_streams_through_in_small_chunks() {
+        let (mut tx, rx) = tokio::io::duplex(4096);
+        let writer = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            tx.write_all(b"sku,quantity\n").await.unwrap();
+            for i in 0..200_000u32 {
+                tx.write_all(format!("SKU-{i},{}\n", i % 7 + 1).as_bytes())
+                    .await
+                    .unwrap();
+            }
+        });
+        let mut r = FeedReader::open(
+            tokio::io::BufReader::new(rx),
+            FeedFormat::Csv,
+            options(FeedKind::Deliveries),
+        )
+        .await
+        .unwrap();
+        let mut rows = 0u32;
+        let mut last_line = 0;
+        while let Some(item) = r.next_item().await.unwrap() {
+            let FeedItem::Row(row) = item else {
+                panic!("{item:?}")
+            };
+            rows += 1;
+            last_line = row.line;
+        }
+        writer.await.unwrap();
+        assert_eq!((rows, last_line), (200_000, 200_001));
+    }
+}

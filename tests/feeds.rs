@@ -1,0 +1,352 @@
+//! Supplier feeds against the emulator: S3's own notification to the feed
+//! queue, then the import: good rows applied, bad rows reported, the same
+//! object twice changing nothing, counts that keep later sales, held files,
+//! checkpoints, and a 100k-row file.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use stockroom::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use stockroom::signature::sign_generic;
+use stockroom_tests::{read, stack, url_request, TestStack, SECRET};
+use tokio::time::Instant;
+
+const NOTIFY: Duration = Duration::from_secs(10);
+
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+}
+
+fn event(messages: Vec<SqsMessage>) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    e.records = messages;
+    e
+}
+
+/// Uploads a feed, takes the notification S3 sent, and runs the import on it.
+async fn drop_feed(s: &TestStack, key: &str, body: &[u8]) -> (SqsMessage, SqsBatchResponse) {
+    s.put_feed(key, body).await;
+    let msg = s
+        .next_feed_message(NOTIFY)
+        .await
+        .expect("S3 notified the feed queue");
+    let r = supplier_feed::handle(&s.feed_app(), event(vec![msg.clone()]), far()).await;
+    (msg, r)
+}
+
+async fn report(s: &TestStack, key: &str) -> Value {
+    let text = s
+        .read_object(&format!("reports/{key}.json"))
+        .await
+        .expect("a report next to the feed");
+    serde_json::from_str(&text).unwrap()
+}
+
+async fn sell(s: &TestStack, order: &str, sku: &str, location: &str, quantity: i64) {
+    let body = serde_json::to_vec(&json!({"channel": "web", "order_id": order, "location": location,
+        "lines": [{"sku": sku, "quantity": quantity}]}))
+    .unwrap();
+    let sig = sign_generic(SECRET.as_bytes(), &body);
+    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
+    assert_eq!(read(sale_webhook::handle(&s.sale_app(), req).await).0, 200);
+}
+
+fn rfc3339(offset: Duration) -> String {
+    let t = time::OffsetDateTime::now_utc() - offset;
+    t.format(&time::format_description::well_known::Rfc3339).unwrap()
+}
+
+#[tokio::test]
+async fn good_rows_are_applied_and_bad_rows_reported_with_their_lines() {
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "warehouse", 2).await;
+    let key = "feeds/acme/deliveries/2026-11-22.csv";
+    let csv = "SKU,Quantity,Location,Carton\n\
+               JKT-BLUE-M,5,,C-1\n\
+               CAP-GREEN,0,,C-2\n\
+               ,3,,C-3\n\
+               HAT-GREY,2,downtown,C-4\n\
+               SCARF,ten,,C-5\n\
+               JKT-BLUE-M,1,,C-6\n";
+    let (_, r) = drop_feed(&s, key, csv.as_bytes()).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(8));
+    assert_eq!(s.available("HAT-GREY", "downtown").await, Some(2));
+    assert_eq!(s.available("CAP-GREEN", "warehouse").await, None);
+
+    let rep = report(&s, key).await;
+    assert_eq!(rep["status"], "applied");
+    assert_eq!(
+        (
+            rep["rows_read"].as_u64(),
+            rep["applied"].as_u64(),
+            rep["rejected"].as_u64()
+        ),
+        (Some(6), Some(3), Some(3))
+    );
+    assert_eq!(rep["rejects"], format!("rejects/{key}.csv"));
+    let rejects = s.read_object(&format!("rejects/{key}.csv")).await.unwrap();
+    let lines: Vec<&str> = rejects.lines().collect();
+    assert_eq!(lines[0], "line,reason,raw");
+    assert!(lines[1].starts_with("3,quantity 0 is out of range"), "{rejects}");
+    assert!(lines[2].starts_with("4,empty sku,"), "{rejects}");
+    assert!(
+        lines[3].starts_with("6,\"quantity \"\"ten\"\" is not a whole number\""),
+        "{rejects}"
+    );
+
+    // Each row is in the ledger with its object and line.
+    let ledger = s
+        .store()
+        .ledger(&stockroom::domain::Sku::parse("JKT-BLUE-M").unwrap(), 10, None)
+        .await
+        .unwrap();
+    let refs: Vec<&str> = ledger
+        .entries
+        .iter()
+        .filter(|e| e.reason == "supplier_delivery")
+        .map(|e| e.reference.as_str())
+        .collect();
+    assert_eq!(refs.len(), 2);
+    assert!(refs
+        .iter()
+        .all(|r| r.starts_with(&format!("s3://{}/{key}?version=", s.feed_bucket()))));
+    assert!(refs.iter().any(|r| r.ends_with("#line=2")) && refs.iter().any(|r| r.ends_with("#line=7")));
+
+    // Ops hear about the rejects.
+    let alerts = s.drain(s.alert_queue()).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "feed_rejects" && a["rejected"] == 3),
+        "{alerts:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_same_file_twice_changes_nothing() {
+    let s = stack().await;
+    let key = "feeds/acme/deliveries/twice.csv";
+    let body = b"sku,quantity\nJKT-BLUE-M,4\n";
+    let (msg, _) = drop_feed(&s, key, body).await;
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(4));
+    // The same notification delivered again.
+    let r = supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
+    assert!(r.batch_item_failures.is_empty());
+    // The same content uploaded again (a new version, the same ETag).
+    drop_feed(&s, key, body).await;
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(4));
+}
+
+#[tokio::test]
+async fn keys_with_spaces_arrive_encoded_and_are_read() {
+    let s = stack().await;
+    let key = "feeds/acme/deliveries/Nov 22 delivery (final)+1.jsonl";
+    let body = b"{\"sku\": \"JKT-BLUE-M\", \"quantity\": 3}\n";
+    s.put_feed(key, body).await;
+    let msg = s.next_feed_message(NOTIFY).await.expect("notified");
+    let raw: Value = serde_json::from_str(msg.body.as_deref().unwrap()).unwrap();
+    let encoded = raw["Records"][0]["s3"]["object"]["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(encoded, key, "S3 events carry the key URL-encoded");
+    supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(3));
+    assert_eq!(report(&s, key).await["applied"], 1);
+}
+
+#[tokio::test]
+async fn counts_keep_sales_made_after_them_and_older_counts_are_stale() {
+    let s = stack().await;
+    let sku = "JKT-BLUE-M";
+    // The supplier's drop-ship pool (location "acme") counted 10 ten minutes ago.
+    let first = format!(
+        "sku,quantity,as_of\n{sku},10,{}\n",
+        rfc3339(Duration::from_secs(600))
+    );
+    drop_feed(&s, "feeds/acme/stock/0900.csv", first.as_bytes()).await;
+    assert_eq!(s.available(sku, "acme").await, Some(10));
+    // A sale now, from the pool.
+    sell(&s, "pool-1", sku, "acme", 3).await;
+    assert_eq!(s.available(sku, "acme").await, Some(7));
+    // A count taken a minute ago, before that sale: 8 then, so 5 now.
+    let second = format!(
+        "sku,quantity,as_of\n{sku},8,{}\n",
+        rfc3339(Duration::from_secs(60))
+    );
+    drop_feed(&s, "feeds/acme/stock/0959.csv", second.as_bytes()).await;
+    assert_eq!(s.available(sku, "acme").await, Some(5));
+    // A count older than the last one applied is skipped as stale.
+    let older = format!(
+        "sku,quantity,as_of\n{sku},50,{}\n",
+        rfc3339(Duration::from_secs(300))
+    );
+    drop_feed(&s, "feeds/acme/stock/0955.csv", older.as_bytes()).await;
+    assert_eq!(s.available(sku, "acme").await, Some(5));
+    assert_eq!(report(&s, "feeds/acme/stock/0955.csv").await["skipped_stale"], 1);
+    // A second, different count for the same SKU in one file is rejected.
+    let twice = format!("sku,quantity\n{sku},6\nCAP,1\n{sku},9\n{sku},6\n");
+    drop_feed(&s, "feeds/acme/stock/twice.csv", twice.as_bytes()).await;
+    let rep = report(&s, "feeds/acme/stock/twice.csv").await;
+    assert_eq!(
+        (
+            rep["applied"].as_u64(),
+            rep["rejected"].as_u64(),
+            rep["duplicates"].as_u64()
+        ),
+        (Some(2), Some(1), Some(1))
+    );
+    assert_eq!(s.available(sku, "acme").await, Some(6));
+}
+
+#[tokio::test]
+async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
+    let s = stack().await;
+    let mut csv = String::from("sku,quantity\n");
+    for i in 0..10 {
+        csv.push_str(&format!("SKU-{i},5\n"));
+    }
+    drop_feed(&s, "feeds/acme/stock/monday.csv", csv.as_bytes()).await;
+    assert_eq!(s.available("SKU-3", "acme").await, Some(5));
+    s.drain(s.alert_queue()).await;
+
+    // Empty: held.
+    drop_feed(&s, "feeds/acme/stock/empty.csv", b"sku,quantity\n").await;
+    let rep = report(&s, "feeds/acme/stock/empty.csv").await;
+    assert_eq!(rep["status"], "held");
+    assert!(rep["reason"].as_str().unwrap().contains("no valid rows"));
+
+    // Zeroing 6 of 10 SKUs: held, nothing changed, ops alerted with the release step.
+    let mut zeros = String::from("sku,quantity\n");
+    for i in 0..10 {
+        zeros.push_str(&format!("SKU-{i},{}\n", if i < 6 { 0 } else { 4 }));
+    }
+    let key = "feeds/acme/stock/tuesday.csv";
+    drop_feed(&s, key, zeros.as_bytes()).await;
+    let rep = report(&s, key).await;
+    assert_eq!(rep["status"], "held", "{rep}");
+    assert!(
+        rep["reason"].as_str().unwrap().contains("6 of the 10 SKUs"),
+        "{rep}"
+    );
+    assert_eq!(s.available("SKU-0", "acme").await, Some(5));
+    assert_eq!(s.available("SKU-9", "acme").await, Some(5));
+    let alerts = s.drain(s.alert_queue()).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "feed_held" && a["feed"] == key),
+        "{alerts:?}"
+    );
+
+    // Released: copied onto itself with the release metadata naming its ETag.
+    let etag = rep["etag"].as_str().unwrap();
+    s.s3()
+        .copy_object()
+        .bucket(s.feed_bucket())
+        .key(key)
+        .copy_source(format!("{}/{key}", s.feed_bucket()))
+        .metadata(supplier_feed::RELEASE_METADATA, etag)
+        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+        .send()
+        .await
+        .unwrap();
+    let msg = s.next_feed_message(NOTIFY).await.expect("notified of the copy");
+    supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
+    assert_eq!(report(&s, key).await["status"], "applied");
+    assert_eq!(s.available("SKU-0", "acme").await, Some(0));
+    assert_eq!(s.available("SKU-9", "acme").await, Some(4));
+}
+
+#[tokio::test]
+async fn unreadable_files_are_reported_and_not_retried() {
+    let s = stack().await;
+    let key = "feeds/acme/deliveries/wrong.csv";
+    let (_, r) = drop_feed(&s, key, b"item,count\nJKT,1\n").await;
+    assert!(
+        r.batch_item_failures.is_empty(),
+        "no retry loop for a file that cannot be read"
+    );
+    let rep = report(&s, key).await;
+    assert_eq!(rep["status"], "unreadable");
+    assert!(rep["reason"].as_str().unwrap().contains("sku and quantity"));
+}
+
+#[tokio::test]
+async fn a_long_import_checkpoints_and_resumes_where_it_stopped() {
+    let s = stack().await;
+    let mut csv = String::from("sku,quantity\n");
+    for i in 0..2_000 {
+        csv.push_str(&format!("SKU-{},1\n", i % 50));
+    }
+    let key = "feeds/acme/deliveries/big.csv";
+    s.put_feed(key, csv.as_bytes()).await;
+    let mut msg = s.next_feed_message(NOTIFY).await.expect("notified");
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        assert!(invocations < 100, "never finished");
+        // Each invocation gets a moment only: it must stop and hand over.
+        let r = supplier_feed::handle(
+            &s.feed_app(),
+            event(vec![msg]),
+            Instant::now() + Duration::from_millis(800),
+        )
+        .await;
+        assert!(r.batch_item_failures.is_empty());
+        match s.next_feed_message(Duration::from_millis(300)).await {
+            Some(next) => {
+                assert!(next.body.as_deref().unwrap().contains("\"continue\""));
+                msg = next;
+            }
+            None => break,
+        }
+    }
+    assert!(
+        invocations > 1,
+        "the import should have needed more than one invocation"
+    );
+    let rep = report(&s, key).await;
+    assert_eq!(
+        (rep["applied"].as_u64(), rep["rows_read"].as_u64()),
+        (Some(2_000), Some(2_000))
+    );
+    assert_eq!(rep["invocations"].as_u64(), Some(invocations));
+    for i in [0, 17, 49] {
+        assert_eq!(s.available(&format!("SKU-{i}"), "warehouse").await, Some(40));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_thousand_rows_are_all_applied() {
+    let s = stack().await;
+    // A delivery by carton: 2,000 SKUs, 50 carton lines each, in SKU order.
+    let mut csv = String::with_capacity(2_000_000);
+    csv.push_str("sku,quantity,location\n");
+    let mut first_sku_units = 0;
+    for i in 0..100_000u32 {
+        let quantity = 1 + i % 3;
+        if i / 50 == 0 {
+            first_sku_units += quantity;
+        }
+        csv.push_str(&format!("SKU-{:05},{quantity},\n", i / 50));
+    }
+    let key = "feeds/acme/deliveries/100k.csv";
+    let started = std::time::Instant::now();
+    drop_feed(&s, key, csv.as_bytes()).await;
+    let rep = report(&s, key).await;
+    eprintln!("100k rows: {} ms", started.elapsed().as_millis());
+    assert_eq!(
+        (rep["applied"].as_u64(), rep["rejected"].as_u64()),
+        (Some(100_000), Some(0))
+    );
+    assert_eq!(
+        s.available("SKU-00000", "warehouse").await,
+        Some(i64::from(first_sku_units))
+    );
+    assert_eq!(
+        s.available("SKU-01999", "warehouse").await.map(|a| a > 0),
+        Some(true)
+    );
+}
