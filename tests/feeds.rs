@@ -271,6 +271,13 @@ async fn unreadable_files_are_reported_and_not_retried() {
     let rep = report(&s, key).await;
     assert_eq!(rep["status"], "unreadable");
     assert!(rep["reason"].as_str().unwrap().contains("sku and quantity"));
+
+    // A message that is not an S3 event is failed, so the queue dead-letters it.
+    let mut garbage = SqsMessage::default();
+    garbage.message_id = Some("garbage".into());
+    garbage.body = Some("{\"hello\": 1}".into());
+    let r = supplier_feed::handle(&s.feed_app(), event(vec![garbage]), far()).await;
+    assert_eq!(r.batch_item_failures.len(), 1);
 }
 
 #[tokio::test]

@@ -225,8 +225,12 @@ pub async fn handle(app: &App, event: SqsEvent, deadline: Instant) -> SqsBatchRe
         let objects = match objects_in(record.body.as_deref().unwrap_or_default()) {
             Ok(o) => o,
             Err(e) => {
-                // Not ours and never will be: retrying cannot help.
-                tracing::error!(message_id = %id, error = %e, "unreadable feed message; dropped");
+                // Retrying cannot help, but dropping would lose it: after the
+                // queue's receive count it moves to the dead-letter queue.
+                tracing::error!(message_id = %id, error = %e, "unreadable feed message");
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = id.clone();
+                response.batch_item_failures.push(f);
                 continue;
             }
         };
