@@ -113,6 +113,24 @@ async fn each_kind_of_change_reaches_the_channels_that_sell_it() {
     assert_eq!((figures(&web), figures(&market)), (vec![12], vec![10]));
     assert_eq!(web[0]["cause"]["reason"], "received");
 
+    // A supplier delivery feed row for the warehouse.
+    s.put_feed(
+        "feeds/acme/deliveries/restock.csv",
+        b"sku,quantity\nJKT-BLUE-M,3\n",
+    )
+    .await;
+    let msg = s
+        .next_feed_message(ARRIVE)
+        .await
+        .expect("S3 notified the feed queue");
+    let mut feed_event = stockroom::aws_lambda_events::event::sqs::SqsEvent::default();
+    feed_event.records = vec![msg];
+    supplier_feed::handle(&s.feed_app(), feed_event, tokio::time::Instant::now() + ARRIVE).await;
+    let web = s.channel_messages("web", 1, ARRIVE).await;
+    let market = s.channel_messages("marketplace", 1, ARRIVE).await;
+    assert_eq!((figures(&web), figures(&market)), (vec![15], vec![13]));
+    assert_eq!(web[0]["cause"]["reason"], "supplier_delivery");
+
     // Exactly one message per affected channel: nothing else arrives.
     for channel in ["web", "pos", "marketplace"] {
         let extra = s.channel_messages(channel, 0, QUIET).await;

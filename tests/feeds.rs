@@ -260,6 +260,46 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
 }
 
 #[tokio::test]
+async fn a_zero_missing_supplier_has_left_out_skus_set_to_zero() {
+    let s = stack().await;
+    let mut app = s.feed_app();
+    app.settings.zero_missing = vec!["globex".into()];
+    let mut csv = String::from("sku,quantity\n");
+    for i in 0..10 {
+        csv.push_str(&format!("SKU-{i},5\n"));
+    }
+    let run = |key: &'static str, body: String| {
+        let s = &s;
+        let app = &app;
+        async move {
+            s.put_feed(key, body.as_bytes()).await;
+            let msg = s.next_feed_message(NOTIFY).await.expect("notified");
+            supplier_feed::handle(app, event(vec![msg]), far()).await
+        }
+    };
+    run("feeds/globex/stock/full.csv", csv).await;
+    assert_eq!(s.available("SKU-9", "globex").await, Some(5));
+    // Nine of ten listed: the tenth is gone from the supplier's pool.
+    let mut nine = String::from("sku,quantity\n");
+    for i in 0..9 {
+        nine.push_str(&format!("SKU-{i},6\n"));
+    }
+    run("feeds/globex/stock/nine.csv", nine).await;
+    assert_eq!(s.available("SKU-0", "globex").await, Some(6));
+    assert_eq!(s.available("SKU-9", "globex").await, Some(0));
+    assert_eq!(
+        report(&s, "feeds/globex/stock/nine.csv").await["zeroed_missing"],
+        1
+    );
+    // Four of ten listed looks truncated for a supplier whose files are complete: held.
+    let four = "sku,quantity\nSKU-0,6\nSKU-1,6\nSKU-2,6\nSKU-3,6\n".to_owned();
+    run("feeds/globex/stock/four.csv", four).await;
+    let rep = report(&s, "feeds/globex/stock/four.csv").await;
+    assert_eq!(rep["status"], "held", "{rep}");
+    assert_eq!(s.available("SKU-5", "globex").await, Some(6));
+}
+
+#[tokio::test]
 async fn unreadable_files_are_reported_and_not_retried() {
     let s = stack().await;
     let key = "feeds/acme/deliveries/wrong.csv";
