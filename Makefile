@@ -5,13 +5,14 @@ TOOLS := $(VENV)/.tools-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help tools dev demo test fmt lint unit sam-validate build clean
+.PHONY: help tools dev demo test fmt lint unit sam-validate lambda build deploy clean
 
 help:
 	@echo "make dev     run the whole stack locally (moto, cargo lambda watch, triggers) until Ctrl-C"
 	@echo "make demo    the last-blue-jacket story against the local stack (starts it if needed)"
 	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint"
-	@echo "make build   release arm64 build of every function (cargo lambda, Zig)"
+	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
+	@echo "make deploy  make build, then sam deploy (--guided the first time)"
 	@echo "make tools   install the pinned dev tools into $(VENV)"
 
 # Pinned dev tools (moto[server], cargo-lambda with Zig, aws-sam-cli, cfn-lint) in one venv.
@@ -44,9 +45,37 @@ sam-validate: tools
 
 test: tools fmt lint unit sam-validate
 
-build: tools
-	cargo lambda build --release --arm64 --package sale-webhook --package return-processor --package stock-api --package stock-fanout --package supplier-feed
+# Every function: `make build` compiles the workspace once (release, arm64,
+# Zig cross-compiles), then `sam build` copies each function's bootstrap
+# (the build-<LogicalId> targets below) and the artifacts are checked.
+FUNCTIONS := sale-webhook return-processor stock-api stock-fanout supplier-feed
+
+lambda: tools
+	cargo lambda build --release --arm64 $(addprefix --package ,$(FUNCTIONS))
+
+build: lambda
+	sam build --build-in-source
+	bash infra/check-artifacts.sh
+
+# Run by `sam build` (BuildMethod: makefile) in this directory, one per function.
+define artifact
+	@test -f target/lambda/$(1)/bootstrap || $(MAKE) --no-print-directory lambda
+	cp target/lambda/$(1)/bootstrap $(ARTIFACTS_DIR)/bootstrap
+endef
+build-SaleWebhookFunction: ; $(call artifact,sale-webhook)
+build-ReturnProcessorFunction: ; $(call artifact,return-processor)
+build-StockApiFunction: ; $(call artifact,stock-api)
+build-StockFanoutFunction: ; $(call artifact,stock-fanout)
+build-SupplierFeedFunction: ; $(call artifact,supplier-feed)
+
+# The first deploy asks its questions (`sam deploy --guided`); later ones use samconfig.toml.
+deploy: build
+	@if sam list stack-outputs --stack-name $${STACK_NAME:-stockroom} >/dev/null 2>&1; then \
+		sam deploy; \
+	else \
+		sam deploy --guided; \
+	fi
 
 clean:
 	cargo clean
-	rm -rf .stack
+	rm -rf .stack .aws-sam

@@ -2,6 +2,7 @@
 //! run Stockroom on a laptop against moto's server.
 
 pub mod bootstrap;
+pub mod checks;
 pub mod demo;
 pub mod envfile;
 pub mod http;

@@ -126,7 +126,8 @@ pub fn record_json(r: &Record, stream_arn: &str, region: &str) -> Value {
     let d = r.dynamodb();
     let mut dynamodb = Map::new();
     if let Some(t) = d.and_then(|d| d.approximate_creation_date_time()) {
-        dynamodb.insert("ApproximateCreationDateTime".into(), json!(t.as_secs_f64()));
+        // Whole seconds, as Lambda sends them.
+        dynamodb.insert("ApproximateCreationDateTime".into(), json!(t.secs()));
     }
     for (name, image) in [
         ("Keys", d.and_then(|d| d.keys())),
@@ -627,10 +628,7 @@ mod tests {
             v["dynamodb"]["NewImage"]["m"],
             json!({"M": {"b": {"BOOL": true}}})
         );
-        assert_eq!(
-            v["dynamodb"]["ApproximateCreationDateTime"],
-            json!(1_700_000_000.0)
-        );
+        assert_eq!(v["dynamodb"]["ApproximateCreationDateTime"], json!(1_700_000_000));
         let event: aws_lambda_events::event::dynamodb::Event =
             serde_json::from_value(json!({"Records": [v]})).unwrap();
         assert_eq!(event.records[0].change.sequence_number.as_deref(), Some("000100"));

@@ -357,12 +357,15 @@ impl Template {
                     logical_id: id.clone(),
                 }),
                 "AWS::Serverless::Function" => {
-                    let binary = res
-                        .get("Metadata")
-                        .and_then(|m| m.get("BuildProperties"))
-                        .and_then(|b| b.get("Binary"))
+                    let meta = res.get("Metadata");
+                    let binary = meta
+                        .and_then(|m| m.get("Binary"))
+                        .or_else(|| {
+                            meta.and_then(|m| m.get("BuildProperties"))
+                                .and_then(|b| b.get("Binary"))
+                        })
                         .and_then(Value::as_str)
-                        .ok_or_else(|| shape(format!("{id}: Metadata.BuildProperties.Binary is required")))?
+                        .ok_or_else(|| shape(format!("{id}: Metadata.Binary is required")))?
                         .to_owned();
                     out.functions.push(FunctionSpec {
                         logical_id: id.clone(),

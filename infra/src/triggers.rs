@@ -1,6 +1,6 @@
 //! The local trigger runner: what Lambda's event source mappings do in the
 //! cloud, for the SQS and DynamoDB stream triggers `template.yaml` declares
-//! (streams: see [`crate::streams`]). It long-polls each
+//! (streams: see [`crate::streams`]). It polls each
 //! queue, invokes the function through `cargo lambda watch`'s invoke API with
 //! an SQS event, and deletes only what succeeded (partial batch failures are
 //! honoured). Failed messages come back after their visibility timeout and,
@@ -151,7 +151,9 @@ async fn poll_queue(
             .receive_message()
             .queue_url(&url)
             .max_number_of_messages(t.batch_size.clamp(1, 10) as i32)
-            .wait_time_seconds(1)
+            // Short polls: the emulator serves one request at a time, and a
+            // long poll on an empty queue would hold every other caller up.
+            .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .send()
             .await;
@@ -168,6 +170,7 @@ async fn poll_queue(
             }
         };
         if msgs.is_empty() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         let records: Vec<Value> = msgs

@@ -1,0 +1,256 @@
+//! Checks on `template.yaml` that `sam validate` and cfn-lint do not make:
+//! that it describes this workspace, that nothing asynchronous can lose a
+//! message, and that policies name what they touch.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_yaml::Value;
+
+/// Every problem found, as sentences; empty when the template is sound.
+pub fn check(template: &str, workspace: &Path) -> Vec<String> {
+    let doc: Value = match serde_yaml::from_str(template) {
+        Ok(d) => d,
+        Err(e) => return vec![format!("template.yaml does not parse: {e}")],
+    };
+    let Some(resources) = doc.get("Resources").and_then(Value::as_mapping) else {
+        return vec!["template.yaml has no Resources".into()];
+    };
+    let mut problems = Vec::new();
+    let id_of = |v: &Value| -> Option<String> {
+        match v {
+            Value::Tagged(t) => match &t.value {
+                Value::String(s) => s.split('.').next().map(str::to_owned),
+                Value::Sequence(s) => s.first().and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    let mut dead_letter_queues = BTreeSet::new();
+    let mut alarmed_queues = BTreeSet::new();
+    let mut log_groups = BTreeSet::new();
+    let mut binaries = BTreeSet::new();
+    for (id, res) in resources {
+        let id = id.as_str().unwrap_or_default();
+        let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+        match res.get("Type").and_then(Value::as_str).unwrap_or_default() {
+            "AWS::SQS::Queue" => {
+                if let Some(dlq) = props
+                    .get("RedrivePolicy")
+                    .and_then(|r| r.get("deadLetterTargetArn"))
+                    .and_then(id_of)
+                {
+                    dead_letter_queues.insert(dlq);
+                }
+            }
+            "AWS::CloudWatch::Alarm" => {
+                for d in props
+                    .get("Dimensions")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                {
+                    if d.get("Name").and_then(Value::as_str) == Some("QueueName") {
+                        if let Some(q) = d.get("Value").and_then(id_of) {
+                            alarmed_queues.insert(q);
+                        }
+                    }
+                }
+            }
+            "AWS::Logs::LogGroup" => {
+                if props.get("RetentionInDays").is_none() {
+                    problems.push(format!("log group {id} keeps logs forever: set RetentionInDays"));
+                }
+                if let Some(Value::Tagged(t)) = props.get("LogGroupName") {
+                    if let Some(name) = t.value.as_str() {
+                        if let Some(f) = name
+                            .strip_prefix("/aws/lambda/${")
+                            .and_then(|n| n.strip_suffix('}'))
+                        {
+                            log_groups.insert(f.to_owned());
+                        }
+                    }
+                }
+            }
+            "AWS::Serverless::Function" => {
+                let meta = res.get("Metadata");
+                let binary = meta
+                    .and_then(|m| m.get("Binary"))
+                    .or_else(|| {
+                        meta.and_then(|m| m.get("BuildProperties"))
+                            .and_then(|b| b.get("Binary"))
+                    })
+                    .and_then(Value::as_str);
+                match binary {
+                    None => problems.push(format!("function {id} names no Binary in its Metadata")),
+                    Some(b) => {
+                        binaries.insert(b.to_owned());
+                        let manifest = workspace.join("functions").join(b).join("Cargo.toml");
+                        match std::fs::read_to_string(&manifest) {
+                            Ok(text) if text.contains(&format!("name = \"{b}\"")) => {}
+                            _ => problems.push(format!(
+                                "function {id} runs binary {b}, but functions/{b}/Cargo.toml does not build it"
+                            )),
+                        }
+                    }
+                }
+                for (name, event) in props
+                    .get("Events")
+                    .and_then(Value::as_mapping)
+                    .into_iter()
+                    .flatten()
+                {
+                    let name = name.as_str().unwrap_or_default();
+                    let p = event.get("Properties").cloned().unwrap_or(Value::Null);
+                    match event.get("Type").and_then(Value::as_str).unwrap_or_default() {
+                        "SQS" => {
+                            let queue = p.get("Queue").and_then(id_of);
+                            let has_dlq = queue
+                                .as_deref()
+                                .and_then(|q| resources.get(q))
+                                .and_then(|q| q.get("Properties"))
+                                .and_then(|q| q.get("RedrivePolicy"))
+                                .is_some();
+                            if !has_dlq {
+                                problems.push(format!(
+                                    "{id}.{name}: its queue has no dead-letter queue (RedrivePolicy)"
+                                ));
+                            }
+                            if p.get("FunctionResponseTypes").is_none() {
+                                problems.push(format!("{id}.{name}: no ReportBatchItemFailures"));
+                            }
+                        }
+                        "DynamoDB" | "Kinesis" => {
+                            match p
+                                .get("DestinationConfig")
+                                .and_then(|d| d.get("OnFailure"))
+                                .and_then(|o| o.get("Destination"))
+                                .and_then(id_of)
+                            {
+                                Some(q) => {
+                                    dead_letter_queues.insert(q);
+                                }
+                                None => problems.push(format!(
+                                    "{id}.{name}: a stream trigger without an on-failure destination"
+                                )),
+                            }
+                            if p.get("MaximumRetryAttempts").is_none() {
+                                problems.push(format!("{id}.{name}: MaximumRetryAttempts unset retries a bad record until it expires"));
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                for policy in props
+                    .get("Policies")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                {
+                    for st in policy
+                        .get("Statement")
+                        .and_then(Value::as_sequence)
+                        .into_iter()
+                        .flatten()
+                    {
+                        let resources: Vec<&Value> = match st.get("Resource") {
+                            Some(Value::Sequence(s)) => s.iter().collect(),
+                            Some(v) => vec![v],
+                            None => vec![],
+                        };
+                        if resources.iter().any(|r| r.as_str() == Some("*")) {
+                            problems.push(format!(
+                                "{id}: a policy statement allows Resource \"*\"; name the resource"
+                            ));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (id, res) in resources {
+        if res.get("Type").and_then(Value::as_str) == Some("AWS::Serverless::Function") {
+            let id = id.as_str().unwrap_or_default();
+            if !log_groups.contains(id) {
+                problems.push(format!("function {id} has no log group with a retention"));
+            }
+        }
+    }
+    for q in &dead_letter_queues {
+        if !alarmed_queues.contains(q) {
+            problems.push(format!("dead-letter queue {q} has no alarm on its depth"));
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(workspace.join("functions")) {
+        for entry in dir.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.path().join("Cargo.toml").exists() && !binaries.contains(&name) {
+                problems.push(format!(
+                    "functions/{name} is in the workspace but template.yaml deploys no such function"
+                ));
+            }
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn the_project_template_is_sound() {
+        let text = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+        let problems = check(&text, &root());
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
+    #[test]
+    fn unsound_templates_are_caught() {
+        let text = r#"
+Resources:
+  Q:
+    Type: AWS::SQS::Queue
+  F:
+    Type: AWS::Serverless::Function
+    Metadata:
+      Binary: no-such-function
+    Properties:
+      Events:
+        FromQ:
+          Type: SQS
+          Properties:
+            Queue: !GetAtt Q.Arn
+        FromStream:
+          Type: DynamoDB
+          Properties:
+            Stream: !GetAtt T.StreamArn
+      Policies:
+        - Statement:
+            - Effect: Allow
+              Action: s3:GetObject
+              Resource: "*"
+"#;
+        let problems = check(text, &root()).join("\n");
+        for expected in [
+            "does not build it",
+            "no dead-letter queue",
+            "no ReportBatchItemFailures",
+            "without an on-failure destination",
+            "Resource \"*\"",
+            "no log group",
+            "template.yaml deploys no such function",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "missing {expected:?} in:\n{problems}"
+            );
+        }
+    }
+}
