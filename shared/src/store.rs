@@ -337,6 +337,29 @@ pub enum AdjustResult {
     Replayed(AdjustmentOutcome),
 }
 
+/// What identifies one chunk of an order in the store: its ledger
+/// reference, its receipt and the fingerprint of its lines.
+struct SaleKeys {
+    reference: String,
+    receipt_pk: String,
+    fingerprint: String,
+}
+
+impl SaleKeys {
+    fn new(order: &Order, chunk: &[OrderLine]) -> Self {
+        Self {
+            reference: format!("order:{}/{}", order.source, order.order_id),
+            receipt_pk: format!("RECEIPT#order#{}", order.receipt_key()),
+            fingerprint: hash(
+                &chunk
+                    .iter()
+                    .map(|l| format!("{}|{}|{}\n", l.sku, l.location, l.quantity.get()))
+                    .collect::<String>(),
+            ),
+        }
+    }
+}
+
 fn hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -431,6 +454,24 @@ impl StockStore {
         })
     }
 
+    /// The first attempt's transactions for an order, one per chunk of
+    /// [`LINES_PER_TRANSACTION`] lines: what [`Self::apply_sale`] sends when
+    /// it expects every line to be covered. Pure: no I/O.
+    pub fn plan_sale(&self, order: &Order, actor: &Actor) -> Result<Vec<Vec<TransactWriteItem>>, StoreError> {
+        let now = clock::now();
+        order
+            .lines
+            .chunks(LINES_PER_TRANSACTION)
+            .enumerate()
+            .map(|(part, chunk)| {
+                let keys = SaleKeys::new(order, chunk);
+                let expects = vec![Expect::Covers; chunk.len()];
+                self.sale_attempt(order, part, chunk, &expects, actor, &keys, &now)
+                    .map(|(items, _)| items)
+            })
+            .collect()
+    }
+
     async fn apply_sale_chunk(
         &self,
         order: &Order,
@@ -438,84 +479,16 @@ impl StockStore {
         chunk: &[OrderLine],
         actor: &Actor,
     ) -> Result<ChunkOutcome, StoreError> {
-        let reference = format!("order:{}/{}", order.source, order.order_id);
-        let receipt_pk = format!("RECEIPT#order#{}", order.receipt_key());
-        let fingerprint = hash(
-            &chunk
-                .iter()
-                .map(|l| format!("{}|{}|{}\n", l.sku, l.location, l.quantity.get()))
-                .collect::<String>(),
-        );
+        let keys = SaleKeys::new(order, chunk);
+        let SaleKeys {
+            receipt_pk,
+            fingerprint,
+            ..
+        } = &keys;
         let mut expects = vec![Expect::Covers; chunk.len()];
         for attempt in 0..MAX_ATTEMPTS {
             let now = clock::now();
-            let results: Vec<LineResult> = chunk
-                .iter()
-                .zip(&expects)
-                .map(|(l, e)| {
-                    let requested = l.quantity.as_i64();
-                    let taken = e.take(requested);
-                    LineResult {
-                        sku: l.sku.to_string(),
-                        location: l.location.to_string(),
-                        requested: l.quantity.get(),
-                        taken: taken as u32,
-                        short: (requested - taken) as u32,
-                    }
-                })
-                .collect();
-            let oversold = results.iter().any(|r| r.short > 0);
-            let lines_json =
-                serde_json::to_string(&results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let mut items = Vec::with_capacity(1 + 2 * chunk.len());
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(HashMap::from([
-                                ("pk".into(), s(&receipt_pk)),
-                                ("sk".into(), s(format!("PART#{part:04}"))),
-                                ("kind".into(), s("receipt")),
-                                ("status".into(), s(if oversold { "oversold" } else { "applied" })),
-                                ("lines".into(), s(lines_json)),
-                                ("fingerprint".into(), s(&fingerprint)),
-                                ("channel".into(), s(&order.channel)),
-                                ("created_at".into(), s(&now)),
-                                ("expires_at".into(), n(self.expires_at())),
-                            ])))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()?,
-                    )
-                    .build(),
-            );
-            for (i, (line, expect)) in chunk.iter().zip(&expects).enumerate() {
-                items.push(self.sale_level_action(line, *expect, &now, &reference)?);
-                let r = &results[i];
-                items.push(self.ledger_put(
-                    &line.sku,
-                    LedgerEntry {
-                        at: now.clone(),
-                        sku: r.sku.clone(),
-                        location: r.location.clone(),
-                        delta: -i64::from(r.taken),
-                        reason: ReasonCode::Sale.as_str().into(),
-                        reference: reference.clone(),
-                        actor: actor.as_str().into(),
-                        damaged: None,
-                        requested: Some(i64::from(r.requested)),
-                        short: Some(i64::from(r.short)),
-                        before: None,
-                        after: None,
-                        document: None,
-                        note: None,
-                    },
-                    &format!("{part}.{i}"),
-                )?);
-            }
+            let (items, results) = self.sale_attempt(order, part, chunk, &expects, actor, &keys, &now)?;
             let Some(reasons) = self.transact(items).await? else {
                 return Ok(ChunkOutcome::Applied(results));
             };
@@ -554,6 +527,86 @@ impl StockStore {
             }
         }
         Err(StoreError::Contention(MAX_ATTEMPTS))
+    }
+
+    /// One attempt at a chunk of an order: the receipt, then for each line
+    /// its level action (shaped by what we expect to find) and its ledger
+    /// entry; and the lines as the receipt records them.
+    #[allow(clippy::too_many_arguments)]
+    fn sale_attempt(
+        &self,
+        order: &Order,
+        part: usize,
+        chunk: &[OrderLine],
+        expects: &[Expect],
+        actor: &Actor,
+        keys: &SaleKeys,
+        now: &str,
+    ) -> Result<(Vec<TransactWriteItem>, Vec<LineResult>), StoreError> {
+        let results: Vec<LineResult> = chunk
+            .iter()
+            .zip(expects)
+            .map(|(l, e)| {
+                let requested = l.quantity.as_i64();
+                let taken = e.take(requested);
+                LineResult {
+                    sku: l.sku.to_string(),
+                    location: l.location.to_string(),
+                    requested: l.quantity.get(),
+                    taken: taken as u32,
+                    short: (requested - taken) as u32,
+                }
+            })
+            .collect();
+        let oversold = results.iter().any(|r| r.short > 0);
+        let lines_json = serde_json::to_string(&results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut items = Vec::with_capacity(1 + 2 * chunk.len());
+        items.push(
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(HashMap::from([
+                            ("pk".into(), s(&keys.receipt_pk)),
+                            ("sk".into(), s(format!("PART#{part:04}"))),
+                            ("kind".into(), s("receipt")),
+                            ("status".into(), s(if oversold { "oversold" } else { "applied" })),
+                            ("lines".into(), s(lines_json)),
+                            ("fingerprint".into(), s(&keys.fingerprint)),
+                            ("channel".into(), s(&order.channel)),
+                            ("created_at".into(), s(now)),
+                            ("expires_at".into(), n(self.expires_at())),
+                        ])))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                        .build()?,
+                )
+                .build(),
+        );
+        for (i, ((line, expect), r)) in chunk.iter().zip(expects).zip(&results).enumerate() {
+            items.push(self.sale_level_action(line, *expect, now, &keys.reference)?);
+            items.push(self.ledger_put(
+                &line.sku,
+                LedgerEntry {
+                    at: now.to_owned(),
+                    sku: r.sku.clone(),
+                    location: r.location.clone(),
+                    delta: -i64::from(r.taken),
+                    reason: ReasonCode::Sale.as_str().into(),
+                    reference: keys.reference.clone(),
+                    actor: actor.as_str().into(),
+                    damaged: None,
+                    requested: Some(i64::from(r.requested)),
+                    short: Some(i64::from(r.short)),
+                    before: None,
+                    after: None,
+                    document: None,
+                    note: None,
+                },
+                &format!("{part}.{i}"),
+            )?);
+        }
+        Ok((items, results))
     }
 
     /// The conditional write for one sale line, shaped by what we expect to find.
@@ -949,6 +1002,51 @@ mod tests {
         assert_eq!(Expect::Covers.take(3), 3);
         assert_eq!(Expect::Exactly(2).take(3), 2);
         assert_eq!(Expect::Missing.take(3), 0);
+    }
+
+    #[test]
+    fn a_planned_sale_takes_each_line_only_if_covered_and_records_it() {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        let store = StockStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "stock", 35);
+        let rules = crate::config::LocationRules::new(Location::parse("warehouse").unwrap(), "", "").unwrap();
+        let lines: Vec<String> = (0..60)
+            .map(|i| format!(r#"{{"sku": "SKU-{i}", "quantity": {}}}"#, 1 + i % 3))
+            .collect();
+        let body = format!(
+            r#"{{"channel": "pos", "order_id": "T-1", "lines": [{}]}}"#,
+            lines.join(",")
+        );
+        let order = crate::order::parse_generic(body.as_bytes(), &rules).unwrap();
+        let plan = store.plan_sale(&order, &Actor::system("channel:pos")).unwrap();
+        // 60 lines: one transaction of 49 lines and one of 11, each with its receipt part.
+        assert_eq!(
+            plan.iter().map(Vec::len).collect::<Vec<_>>(),
+            [1 + 2 * 49, 1 + 2 * 11]
+        );
+        for (part, items) in plan.iter().enumerate() {
+            let receipt = items[0].put().unwrap();
+            assert_eq!(receipt.condition_expression(), Some("attribute_not_exists(pk)"));
+            assert_eq!(receipt.item()["sk"], s(format!("PART#{part:04}")));
+            assert_eq!(receipt.item()["pk"], s("RECEIPT#order#pos#T-1"));
+            for pair in items[1..].chunks(2) {
+                let level = pair[0].update().unwrap();
+                assert_eq!(level.condition_expression(), Some("#av >= :take"));
+                assert!(level.update_expression().starts_with("SET #av = #av - :take"));
+                let ledger = pair[1].put().unwrap();
+                assert_eq!(ledger.item()["reference"], s("order:pos/T-1"));
+                assert_eq!(
+                    ledger.item()["delta"],
+                    n(-level.expression_attribute_values().unwrap()[":take"]
+                        .as_n()
+                        .unwrap()
+                        .parse::<i64>()
+                        .unwrap())
+                );
+            }
+        }
     }
 
     #[test]

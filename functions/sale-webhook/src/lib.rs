@@ -10,7 +10,7 @@ use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
 use stockroom::order::{self, Order};
 use stockroom::signature::{self, Sender, WebhookSecrets};
-use stockroom::store::{SaleStatus, StockStore, StoreError};
+use stockroom::store::{SaleOutcome, SaleStatus, StockStore, StoreError};
 
 /// Shopify topics that mean "stock left with a sale". Both may arrive for
 /// one order; the receipt (shop + order id) makes the second a duplicate.
@@ -70,16 +70,27 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
     respond(app, req).await.map(Body::from)
 }
 
-async fn respond(app: &App, req: Request) -> Response<String> {
+/// The part of a delivery that needs no store: method and size, signature,
+/// and the order it carries.
+pub fn prepare(app: &App, req: &Request) -> Result<(Order, Actor), Refusal> {
     let body = req.body().as_ref();
+    api::check_webhook(req.method(), body)?;
+    authenticate_and_parse(app, req, body)
+}
+
+/// The platform's answer for an applied, oversold or duplicate order.
+pub fn answer(outcome: &SaleOutcome) -> Response<String> {
+    api::json(StatusCode::OK, outcome)
+}
+
+async fn respond(app: &App, req: Request) -> Response<String> {
     let webhook_id = header(req.headers(), "x-shopify-webhook-id")
         .unwrap_or("-")
         .to_owned();
-    let (order, actor) =
-        match api::check_webhook(req.method(), body).and_then(|()| authenticate_and_parse(app, &req, body)) {
-            Ok(v) => v,
-            Err(refusal) => return refusal.respond(&webhook_id),
-        };
+    let (order, actor) = match prepare(app, &req) {
+        Ok(v) => v,
+        Err(refusal) => return refusal.respond(&webhook_id),
+    };
     let outcome = match app.store.apply_sale(&order, &actor).await {
         Ok(o) => o,
         Err(e @ StoreError::Contention(_)) => {
@@ -121,5 +132,5 @@ async fn respond(app: &App, req: Request) -> Response<String> {
             ),
         ],
     );
-    api::json(StatusCode::OK, &outcome)
+    answer(&outcome)
 }

@@ -300,6 +300,120 @@ impl StockStore {
         }
     }
 
+    /// The transaction that applies one chunk of delivery rows: the chunk's
+    /// receipt, one `ADD` per level and one ledger entry per row. What
+    /// [`Self::apply_feed_chunk`] sends for [`FeedEffect::Add`]. Pure: no I/O.
+    pub fn plan_feed_add(
+        &self,
+        src: &FeedSource,
+        index: u64,
+        rows: &[FeedRowInput],
+    ) -> Result<Vec<TransactWriteItem>, StoreError> {
+        let now = clock::now();
+        let (mut items, applied) = self.add_items(src, rows, &now)?;
+        let summary = ChunkSummary {
+            applied,
+            ..ChunkSummary::default()
+        };
+        items.insert(0, self.chunk_receipt(src, index, &summary, &now)?);
+        Ok(items)
+    }
+
+    /// Delivery rows as writes: one `ADD` per level (rows for the same level
+    /// summed, as a transaction may touch an item once) and one ledger entry
+    /// per row. Returns them and the number of rows applied.
+    fn add_items(
+        &self,
+        src: &FeedSource,
+        rows: &[FeedRowInput],
+        now: &str,
+    ) -> Result<(Vec<TransactWriteItem>, u64), StoreError> {
+        let actor = src.actor();
+        let mut items = Vec::with_capacity(1 + 2 * rows.len());
+        let mut totals: Vec<((&Sku, &Location), u64)> = Vec::new();
+        for r in rows {
+            match totals.iter_mut().find(|(k, _)| *k == (&r.sku, &r.location)) {
+                Some((_, t)) => *t += u64::from(r.quantity),
+                None => totals.push(((&r.sku, &r.location), u64::from(r.quantity))),
+            }
+        }
+        for ((sku, location), total) in totals {
+            let mut values = stamp_values(
+                sku,
+                location,
+                now,
+                ReasonCode::SupplierDelivery,
+                &src.reference(rows.first().map_or(0, |r| r.line)),
+            );
+            values.insert(":q".into(), n(total as i64));
+            items.push(
+                TransactWriteItem::builder()
+                    .update(
+                        Update::builder()
+                            .table_name(&self.table)
+                            .set_key(Some(level_key(sku, location)))
+                            .update_expression(format!("SET {LEVEL_STAMP} ADD #ver :one, #av :q"))
+                            .set_expression_attribute_names(Some(level_names()))
+                            .set_expression_attribute_values(Some(values))
+                            .build()?,
+                    )
+                    .build(),
+            );
+        }
+        for r in rows {
+            items.push(self.ledger_put(
+                &r.sku,
+                LedgerEntry {
+                    at: now.to_owned(),
+                    sku: r.sku.to_string(),
+                    location: r.location.to_string(),
+                    delta: i64::from(r.quantity),
+                    reason: ReasonCode::SupplierDelivery.as_str().into(),
+                    reference: src.reference(r.line),
+                    actor: actor.as_str().into(),
+                    damaged: None,
+                    requested: None,
+                    short: None,
+                    before: None,
+                    after: None,
+                    document: None,
+                    note: None,
+                },
+                &r.line.to_string(),
+            )?);
+        }
+        Ok((items, rows.len() as u64))
+    }
+
+    /// A chunk's receipt: written only if absent, so a repeated chunk is a
+    /// replay that changes nothing and gets the stored summary back.
+    fn chunk_receipt(
+        &self,
+        src: &FeedSource,
+        index: u64,
+        summary: &ChunkSummary,
+        now: &str,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let summary = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(HashMap::from([
+                        ("pk".into(), s(format!("RECEIPT#feed#{}", src.id()))),
+                        ("sk".into(), s(format!("CHUNK#{index:08}"))),
+                        ("kind".into(), s("receipt")),
+                        ("summary".into(), s(summary)),
+                        ("created_at".into(), s(now)),
+                        ("expires_at".into(), n(self.expires_at())),
+                    ])))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            )
+            .build())
+    }
+
     /// Applies one chunk of an object's valid rows, exactly once.
     pub async fn apply_feed_chunk(
         &self,
@@ -309,7 +423,6 @@ impl StockStore {
         rows: &[FeedRowInput],
     ) -> Result<ChunkResult, StoreError> {
         let receipt_pk = format!("RECEIPT#feed#{}", src.id());
-        let receipt_sk = format!("CHUNK#{index:08}");
         let actor = src.actor();
         for attempt in 0..MAX_ATTEMPTS {
             let now = clock::now();
@@ -319,59 +432,9 @@ impl StockStore {
             let mut level_actions: Vec<(usize, (Sku, Location))> = Vec::new();
             match effect {
                 FeedEffect::Add => {
-                    let mut totals: Vec<((&Sku, &Location), u64)> = Vec::new();
-                    for r in rows {
-                        match totals.iter_mut().find(|(k, _)| *k == (&r.sku, &r.location)) {
-                            Some((_, t)) => *t += u64::from(r.quantity),
-                            None => totals.push(((&r.sku, &r.location), u64::from(r.quantity))),
-                        }
-                    }
-                    for ((sku, location), total) in totals {
-                        let mut values = stamp_values(
-                            sku,
-                            location,
-                            &now,
-                            ReasonCode::SupplierDelivery,
-                            &src.reference(rows.first().map_or(0, |r| r.line)),
-                        );
-                        values.insert(":q".into(), n(total as i64));
-                        items.push(
-                            TransactWriteItem::builder()
-                                .update(
-                                    Update::builder()
-                                        .table_name(&self.table)
-                                        .set_key(Some(level_key(sku, location)))
-                                        .update_expression(format!("SET {LEVEL_STAMP} ADD #ver :one, #av :q"))
-                                        .set_expression_attribute_names(Some(level_names()))
-                                        .set_expression_attribute_values(Some(values))
-                                        .build()?,
-                                )
-                                .build(),
-                        );
-                    }
-                    for r in rows {
-                        items.push(self.ledger_put(
-                            &r.sku,
-                            LedgerEntry {
-                                at: now.clone(),
-                                sku: r.sku.to_string(),
-                                location: r.location.to_string(),
-                                delta: i64::from(r.quantity),
-                                reason: ReasonCode::SupplierDelivery.as_str().into(),
-                                reference: src.reference(r.line),
-                                actor: actor.as_str().into(),
-                                damaged: None,
-                                requested: None,
-                                short: None,
-                                before: None,
-                                after: None,
-                                document: None,
-                                note: None,
-                            },
-                            &r.line.to_string(),
-                        )?);
-                        summary.applied += 1;
-                    }
+                    let (adds, applied) = self.add_items(src, rows, &now)?;
+                    items = adds;
+                    summary.applied = applied;
                 }
                 FeedEffect::Count => {
                     let states = self.level_states(rows).await?;
@@ -433,29 +496,7 @@ impl StockStore {
                     }
                 }
             }
-            let receipt = serde_json::to_string(&summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            items.insert(
-                0,
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(HashMap::from([
-                                ("pk".into(), s(&receipt_pk)),
-                                ("sk".into(), s(&receipt_sk)),
-                                ("kind".into(), s("receipt")),
-                                ("summary".into(), s(receipt)),
-                                ("created_at".into(), s(&now)),
-                                ("expires_at".into(), n(self.expires_at())),
-                            ])))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()?,
-                    )
-                    .build(),
-            );
+            items.insert(0, self.chunk_receipt(src, index, &summary, &now)?);
             let Some(reasons) = self.transact(items).await? else {
                 return Ok(ChunkResult {
                     summary,
