@@ -3,7 +3,8 @@
 # arm64 ELF `bootstrap` under the size budget. Prints the sizes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUDGET=$((8 * 1024 * 1024))
+# 8 MB: small enough to start fast; `make bench` reports the same figure.
+BUDGET=8000000
 functions=$(grep -B1 -A0 'Type: AWS::Serverless::Function' template.yaml | grep -oE '^  [A-Za-z]+:' | tr -d ' :')
 status=0
 printf '%-26s %10s  %s\n' function bytes check
@@ -21,7 +22,7 @@ for f in $functions; do
   if [[ "$magic" != 7f454c46 || "$class" != 02 || "$machine" != b700 ]]; then
     verdict="NOT an arm64 ELF executable"; status=1
   elif (( size > BUDGET )); then
-    verdict="OVER the $((BUDGET / 1024 / 1024)) MiB budget"; status=1
+    verdict="OVER the $BUDGET-byte budget"; status=1
   fi
   printf '%-26s %10d  %s\n' "$f" "$size" "$verdict"
 done

@@ -121,9 +121,21 @@ impl Config {
     }
 }
 
+/// The HTTPS client every AWS client uses: rustls with ring, the system's
+/// trusted roots. Built once per container with the configuration.
+pub fn http_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
+}
+
 /// Loads the AWS configuration once; `AWS_ENDPOINT_URL` points it at a local emulator.
 pub async fn aws() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client())
+        .load()
+        .await
 }
 
 /// Loads the webhook secrets once per container: from Secrets Manager when

@@ -102,6 +102,7 @@ pub fn emulator() -> &'static Emulator {
 /// AWS configuration pointed at the emulator, with fake credentials.
 pub async fn sdk() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(stockroom::config::http_client())
         .endpoint_url(&emulator().endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(stockroom::aws_sdk_dynamodb::config::Credentials::new(
@@ -511,6 +512,18 @@ pub fn url_request(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> Request {
+    let event = url_event(method, path, query, headers, body);
+    lambda_http::request::from_str(&event.to_string()).expect("a valid function URL event")
+}
+
+/// The API Gateway v2 event JSON Lambda delivers for a function URL request.
+pub fn url_event(
+    method: &str,
+    path: &str,
+    query: &[(&str, &str)],
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Value {
     let raw_query = query
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
@@ -521,7 +534,7 @@ pub fn url_request(
         .iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str()))
         .collect();
-    let event = json!({
+    json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
@@ -536,8 +549,7 @@ pub fn url_request(
         },
         "body": String::from_utf8_lossy(body),
         "isBase64Encoded": false
-    });
-    lambda_http::request::from_str(&event.to_string()).expect("a valid function URL event")
+    })
 }
 
 /// A response's status and JSON body.
