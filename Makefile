@@ -5,13 +5,15 @@ TOOLS := $(VENV)/.tools-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help tools dev demo test fmt lint unit sam-validate lambda build deploy clean
+.PHONY: help tools dev demo test fmt lint unit sam-validate lambda build bench deploy clean
 
 help:
 	@echo "make dev     run the whole stack locally (moto, cargo lambda watch, triggers) until Ctrl-C"
 	@echo "make demo    the last-blue-jacket story against the local stack (starts it if needed)"
 	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint"
 	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
+	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, a Python baseline -> BENCHMARKS.md"
+	@echo "             (BENCH_ARGS=--full adds the 1,000,000-row feed; BENCH_ARGS=--quick is a rough smoke run)"
 	@echo "make deploy  make build, then sam deploy (--guided the first time)"
 	@echo "make tools   install the pinned dev tools into $(VENV)"
 
@@ -67,6 +69,13 @@ build-ReturnProcessorFunction: ; $(call artifact,return-processor)
 build-StockApiFunction: ; $(call artifact,stock-api)
 build-StockFanoutFunction: ; $(call artifact,stock-fanout)
 build-SupplierFeedFunction: ; $(call artifact,supplier-feed)
+
+# Benchmarks, not tests: the arm64 artifacts for their sizes, then the
+# functions and the harness built natively (release) to run here.
+BENCH_ARGS ?=
+bench: tools lambda
+	cargo build --release --bins -p stockroom-bench $(addprefix -p ,$(FUNCTIONS))
+	target/release/stockroom-bench $(BENCH_ARGS)
 
 # The first deploy asks its questions (`sam deploy --guided`); later ones use samconfig.toml.
 deploy: build

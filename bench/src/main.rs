@@ -1,0 +1,208 @@
+//! `stockroom-bench` (`make bench`): how fast, small and exact Stockroom is,
+//! written to `BENCHMARKS.md` and printed.
+//!
+//! ```text
+//! stockroom-bench [--full] [--quick] [--only SECTIONS] [--out PATH]
+//!   --full   import 100,000 and 1,000,000-row feeds (default: 10,000 and 100,000)
+//!   --quick  a smoke run: few repetitions, small feeds (figures are rough)
+//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,feed
+//!   --out    where to write the report (default BENCHMARKS.md at the repository root)
+//! ```
+//!
+//! Needs the function binaries built beside it (`cargo build --release`),
+//! their arm64 artifacts (`make lambda`) and the dev tools (`make tools`):
+//! `make bench` does all three.
+
+mod events;
+mod fanout;
+mod feed;
+mod functions;
+mod handler;
+mod hot;
+mod process;
+mod proxy;
+mod report;
+mod runtime_api;
+mod sizes;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use report::Report;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error("missing: {0}")]
+    Missing(String),
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// The sections, in the order they run.
+const SECTIONS: [&str; 6] = ["sizes", "handler", "functions", "hot", "fanout", "feed"];
+
+/// How much to run.
+#[derive(Debug, Clone)]
+struct Plan {
+    cold_runs: usize,
+    load: usize,
+    hot_rounds: usize,
+    hot_orders: usize,
+    hot_stock: i64,
+    fanout_sales: usize,
+    /// Feed sizes: the rate is taken at the larger, memory compared between the two.
+    feed_small: u64,
+    feed_large: u64,
+    only: Vec<String>,
+    out: PathBuf,
+    command: String,
+}
+
+impl Plan {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+fn plan() -> Result<Plan, String> {
+    let mut p = Plan {
+        cold_runs: 11,
+        load: 300,
+        hot_rounds: 3,
+        hot_orders: 1_000,
+        hot_stock: 100,
+        fanout_sales: 100,
+        feed_small: 10_000,
+        feed_large: 100_000,
+        only: vec![],
+        out: stockroom_tests::root().join("BENCHMARKS.md"),
+        command: "make bench".into(),
+    };
+    let mut args = std::env::args().skip(1);
+    let mut flags = vec![];
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--full" => {
+                p.feed_small = 100_000;
+                p.feed_large = 1_000_000;
+            }
+            "--quick" => {
+                p.cold_runs = 3;
+                p.load = 30;
+                p.hot_rounds = 1;
+                p.fanout_sales = 20;
+                p.feed_small = 2_000;
+                p.feed_large = 10_000;
+            }
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list of sections")?;
+                for s in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                    if !SECTIONS.contains(&s) {
+                        return Err(format!(
+                            "unknown section {s:?}: choose from {}",
+                            SECTIONS.join(",")
+                        ));
+                    }
+                    p.only.push(s.to_owned());
+                }
+                flags.push(format!("--only {list}"));
+                continue;
+            }
+            "--out" => {
+                p.out = args.next().ok_or("--out needs a path")?.into();
+                continue;
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+        flags.push(a);
+    }
+    if !flags.is_empty() {
+        p.command = format!("make bench BENCH_ARGS=\"{}\"", flags.join(" "));
+    }
+    Ok(p)
+}
+
+async fn run(p: &Plan) -> Result<Report, BenchError> {
+    let started = Instant::now();
+    let root = stockroom_tests::root();
+    let mut report = Report {
+        machine: stats::machine(),
+        command: p.command.clone(),
+        date: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+        ..Report::default()
+    };
+    if p.wants("sizes") {
+        eprintln!("artifact sizes...");
+        report.sections.push(sizes::section(&root)?);
+    }
+    if SECTIONS[1..].iter().any(|s| p.wants(s)) {
+        eprintln!("starting the emulator and a stack...");
+        let s = stockroom_tests::stack().await;
+        if p.wants("handler") {
+            eprintln!("handler cost...");
+            report.sections.push(handler::section(&s.sale_app())?);
+        }
+        if p.wants("functions") {
+            eprintln!("cold starts, memory and CPU of each function, and the Python baseline...");
+            report
+                .sections
+                .extend(functions::sections(&s, p.cold_runs, p.load, &root).await?);
+        }
+        if p.wants("hot") {
+            eprintln!("hot SKU...");
+            report
+                .sections
+                .push(hot::section(&s, p.hot_rounds, p.hot_orders, p.hot_stock).await?);
+        }
+        if p.wants("fanout") {
+            eprintln!("fan-out latency...");
+            report.sections.push(fanout::section(&s, p.fanout_sales).await?);
+        }
+        if p.wants("feed") {
+            eprintln!("feed import: {} and {} rows...", p.feed_small, p.feed_large);
+            report
+                .sections
+                .push(feed::section(&s, p.feed_small, p.feed_large, &root).await?);
+        }
+    }
+    report.duration_s = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn main() -> ExitCode {
+    let p = match plan() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}\nusage: stockroom-bench [--full] [--quick] [--only SECTIONS] [--out PATH]");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&p)) {
+        Ok(report) => {
+            println!("{}", report.text());
+            if let Err(e) = std::fs::write(&p.out, report.markdown()) {
+                eprintln!("cannot write {}: {e}", p.out.display());
+                return ExitCode::FAILURE;
+            }
+            println!("\nwritten to {}", p.out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("the bench failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
