@@ -16,6 +16,15 @@ Two differences from plain `moto_server`, both about fidelity:
   actions on one item, so the checks are independent), then applies the
   writes with an item-level undo log. Error codes, cancellation reasons and
   ALL_OLD images are moto's own.
+* Update expressions are checked in linear time, parsed once per text, and
+  copied with pickle rather than deepcopy.
+  moto counts an expression's SET/ADD/REMOVE clauses, and looks for two
+  actions on one path, at every level of its nested syntax tree, re-walking
+  the subtree each time (quadratic in the number of actions: most of the
+  emulator's time on a feed import), and tokenizes the same few expression
+  texts on every request. Checking at the root alone is the same check
+  (every level is a part of the root), and a parsed expression is only read
+  until a validator deep-copies it.
 * With --exit-with-stdin the server exits as soon as its standard input
   closes, so a test process that dies never leaves an emulator behind.
 """
@@ -26,6 +35,8 @@ import sys
 import threading
 
 import copy
+import functools
+import pickle
 
 from moto.dynamodb.comparisons import get_filter_expression
 from moto.dynamodb.exceptions import (
@@ -37,6 +48,10 @@ from moto.dynamodb.exceptions import (
     TransactWriteSingleOpException,
 )
 from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.parsing import expressions as update_expressions
+from moto.dynamodb.parsing import validators
+from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
+from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
 from moto.moto_server.threaded_moto_server import MotoRequestHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
@@ -130,6 +145,76 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+def check_at_the_root(validator, check):
+    every_level = validator.traverse
+
+    def traverse(self, node):
+        if isinstance(node, UpdateExpression):
+            return check(self, node)
+        return every_level(self, node)
+
+    validator.traverse = traverse
+
+
+check_at_the_root(ActionCountValidator, ActionCountValidator.verify_action_counts)
+check_at_the_root(OverlappingPathsValidator, OverlappingPathsValidator.check_for_overlapping_paths)
+
+_parse_update_expression = update_expressions.UpdateExpressionParser.make.__func__
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_once(expression_str):
+    return _parse_update_expression(update_expressions.UpdateExpressionParser, expression_str)
+
+
+update_expressions.UpdateExpressionParser.make = staticmethod(parse_once)
+
+# Every processor rebuilds its (constant) node-type map at each node it
+# visits; build it once per processor.
+def map_once(cls):
+    build = cls._processing_map
+    key = "_stockroom_map_" + cls.__qualname__
+
+    def processing_map(self):
+        cached = self.__dict__.get(key)
+        if cached is None:
+            cached = self.__dict__[key] = build(self)
+        return cached
+
+    cls._processing_map = processing_map
+
+
+def subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from subclasses(sub)
+
+
+for _processor in [DepthFirstTraverser, *subclasses(DepthFirstTraverser)]:
+    if "_processing_map" in vars(_processor):
+        map_once(_processor)
+
+
+def node_types_once(self):
+    cached = self.__dict__.get("_stockroom_types")
+    if cached is None:
+        cached = self.__dict__["_stockroom_types"] = tuple(self._processing_map().keys())
+    return cached
+
+
+DepthFirstTraverser.nodes_to_be_processed = node_types_once
+
+
+# A validator deep-copies the parsed expression before working on it; a
+# pickle round trip copies that plain object graph several times faster.
+def copy_expression(value):
+    if isinstance(value, Node):
+        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
+    return copy.deepcopy(value)
+
+
+validators.deepcopy = copy_expression
 
 
 def serialised(app):

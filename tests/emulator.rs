@@ -1,0 +1,130 @@
+//! The local emulator keeps DynamoDB's rules for update expressions while
+//! checking them faster than moto does (`infra/emulator.py`): invalid
+//! expressions are still refused, alone and inside a transaction, and an
+//! expression parsed once serves later requests with their own values.
+
+use std::collections::HashMap;
+
+use stockroom::aws_sdk_dynamodb::error::DisplayErrorContext;
+use stockroom::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
+use stockroom_tests::stack;
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: i64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn key(sk: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("pk".into(), s("EMULATOR#1")), ("sk".into(), s(sk))])
+}
+
+#[tokio::test]
+async fn invalid_update_expressions_are_refused() {
+    let st = stack().await;
+    let refused = |expression: &'static str| {
+        let (ddb, table) = (st.ddb.clone(), st.table().to_owned());
+        async move {
+            let err = ddb
+                .update_item()
+                .table_name(table)
+                .set_key(Some(key("A")))
+                .update_expression(expression)
+                .expression_attribute_values(":a", n(1))
+                .expression_attribute_values(":b", n(2))
+                .send()
+                .await
+                .expect_err(expression);
+            DisplayErrorContext(&err).to_string()
+        }
+    };
+    assert!(refused("SET a = :a SET b = :b").await.contains("SET"));
+    assert!(refused("ADD a :a ADD b :b").await.contains("ADD"));
+    assert!(refused("SET a = :a, a = :b").await.contains("overlap"));
+    assert!(refused("SET b = :a ADD b :b").await.contains("overlap"));
+    assert!(refused("SET pk = :a").await.contains("key"));
+    // Nothing was written by any of them.
+    let got = st
+        .ddb
+        .get_item()
+        .table_name(st.table())
+        .set_key(Some(key("A")))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item().is_none());
+
+    // Inside a transaction the whole transaction is refused.
+    let items = vec![
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(st.table())
+                    .set_key(Some(key("B")))
+                    .update_expression("SET a = :a")
+                    .expression_attribute_values(":a", n(1))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(st.table())
+                    .set_key(Some(key("C")))
+                    .update_expression("SET a = :a, a = :b")
+                    .expression_attribute_values(":a", n(1))
+                    .expression_attribute_values(":b", n(2))
+                    .build()
+                    .unwrap(),
+            )
+            .build(),
+    ];
+    st.ddb
+        .transact_write_items()
+        .set_transact_items(Some(items))
+        .send()
+        .await
+        .expect_err("an overlapping update in a transaction");
+    let got = st
+        .ddb
+        .get_item()
+        .table_name(st.table())
+        .set_key(Some(key("B")))
+        .send()
+        .await
+        .unwrap();
+    assert!(got.item().is_none(), "a refused transaction wrote nothing");
+}
+
+#[tokio::test]
+async fn a_repeated_expression_uses_each_requests_values() {
+    let st = stack().await;
+    for (value, name) in [(5, "x"), (7, "y")] {
+        st.ddb
+            .update_item()
+            .table_name(st.table())
+            .set_key(Some(key("D")))
+            .update_expression("SET #f = :v ADD version :one")
+            .expression_attribute_names("#f", name)
+            .expression_attribute_values(":v", n(value))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .unwrap();
+    }
+    let item = st
+        .ddb
+        .get_item()
+        .table_name(st.table())
+        .set_key(Some(key("D")))
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+        .unwrap();
+    assert_eq!(item["x"], n(5));
+    assert_eq!(item["y"], n(7));
+    assert_eq!(item["version"], n(2));
+}
