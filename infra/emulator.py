@@ -25,6 +25,11 @@ Two differences from plain `moto_server`, both about fidelity:
   texts on every request. Checking at the root alone is the same check
   (every level is a part of the root), and a parsed expression is only read
   until a validator deep-copies it.
+* SQS counts a queue's messages with one clock reading, not one per
+  message. moto reads the clock (through datetime) for every message each
+  time it counts, and it counts all of a queue's messages on every
+  SendMessage (the queue's attributes are computed in full to read one
+  flag): a send to a queue holding 1,800 messages took 39 ms.
 * With --exit-with-stdin the server exits as soon as its standard input
   closes, so a test process that dies never leaves an emulator behind.
 """
@@ -52,6 +57,8 @@ from moto.dynamodb.parsing import expressions as update_expressions
 from moto.dynamodb.parsing import validators
 from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
 from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
+from moto.core.utils import unix_time_millis
+from moto.sqs.models import Queue
 from moto.moto_server.threaded_moto_server import MotoRequestHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 from werkzeug.serving import run_simple
@@ -215,6 +222,27 @@ def copy_expression(value):
 
 
 validators.deepcopy = copy_expression
+
+
+def visible_now(queue):
+    now = unix_time_millis()
+    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
+
+
+def delayed_now(queue):
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if now < m.delayed_until)
+
+
+def not_visible_now(queue):
+    now = unix_time_millis()
+    return sum(1 for m in queue._messages if not now > m.visible_at)
+
+
+Queue.messages = property(visible_now)
+Queue.approximate_number_of_messages_delayed = property(delayed_now)
+Queue.approximate_number_of_messages_not_visible = property(not_visible_now)
+Queue.approximate_number_of_messages = property(lambda queue: len(visible_now(queue)))
 
 
 def serialised(app):

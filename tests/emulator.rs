@@ -1,7 +1,8 @@
-//! The local emulator keeps DynamoDB's rules for update expressions while
-//! checking them faster than moto does (`infra/emulator.py`): invalid
-//! expressions are still refused, alone and inside a transaction, and an
-//! expression parsed once serves later requests with their own values.
+//! The local emulator is faster than plain moto where moto is slow
+//! (`infra/emulator.py`) and keeps the rules: invalid update expressions are
+//! still refused, alone and inside a transaction; an expression parsed once
+//! serves later requests with their own values; and queues still count
+//! their visible, in-flight and delayed messages.
 
 use std::collections::HashMap;
 
@@ -127,4 +128,76 @@ async fn a_repeated_expression_uses_each_requests_values() {
     assert_eq!(item["x"], n(5));
     assert_eq!(item["y"], n(7));
     assert_eq!(item["version"], n(2));
+}
+
+#[tokio::test]
+async fn queues_count_visible_in_flight_and_delayed_messages() {
+    let st = stack().await;
+    let url = st
+        .sqs
+        .create_queue()
+        .queue_name(format!("{}-counts", st.name))
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    for i in 0..3 {
+        st.sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(format!("m{i}"))
+            .send()
+            .await
+            .unwrap();
+    }
+    st.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("later")
+        .delay_seconds(60)
+        .send()
+        .await
+        .unwrap();
+    let got = st
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(1)
+        .visibility_timeout(60)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.messages().len(), 1);
+    let attrs = st
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(stockroom::aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap();
+    let count = |name: &str| {
+        attrs
+            .attributes()
+            .and_then(|a| a.iter().find(|(k, _)| k.as_str() == name).map(|(_, v)| v.clone()))
+            .unwrap_or_default()
+    };
+    assert_eq!(count("ApproximateNumberOfMessages"), "2");
+    assert_eq!(count("ApproximateNumberOfMessagesNotVisible"), "1");
+    assert_eq!(count("ApproximateNumberOfMessagesDelayed"), "1");
+    // The delayed message is not delivered yet; the two visible ones are.
+    let rest = st
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let mut bodies: Vec<&str> = rest.messages().iter().filter_map(|m| m.body()).collect();
+    bodies.sort();
+    assert_eq!(bodies.len(), 2);
+    assert!(!bodies.contains(&"later"));
 }

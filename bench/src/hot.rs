@@ -25,7 +25,7 @@ use stockroom::store::StockStore;
 use stockroom_tests::{read, TestStack, SECRET};
 
 use crate::events;
-use crate::proxy::TimingProxy;
+use crate::proxy::{mix, TimingProxy};
 use crate::report::{ratio_text, Row, Section};
 use crate::stats::median;
 use crate::BenchError;
@@ -38,6 +38,8 @@ pub struct Round {
     pub taken: usize,
     /// Store requests sent (SQS included).
     pub requests: usize,
+    /// Those requests by operation.
+    pub mix: String,
 }
 
 /// What a round of the real path checked.
@@ -84,8 +86,8 @@ impl Contenders {
         })
     }
 
-    /// Runs `tasks` all at once; returns how many returned `true`, per second, and the requests sent.
-    async fn race<F>(&self, tasks: Vec<F>) -> Result<(usize, f64, usize), BenchError>
+    /// Runs `tasks` all at once: how many returned `true`, orders per second, and the requests sent.
+    async fn race<F>(&self, tasks: Vec<F>) -> Result<Round, BenchError>
     where
         F: Future<Output = bool> + Send + 'static,
     {
@@ -96,12 +98,19 @@ impl Contenders {
         for h in handles {
             ok += usize::from(h.await.map_err(|e| BenchError::Runtime(e.to_string()))?);
         }
+        Ok(self.round(ok, orders, start))
+    }
+
+    /// A contender's round that began at `start` and just ended.
+    fn round(&self, taken: usize, orders: usize, start: Instant) -> Round {
         let end = Instant::now();
-        Ok((
-            ok,
-            orders as f64 / (end - start).as_secs_f64(),
-            self.proxy.requests(start, end),
-        ))
+        let exchanges = self.proxy.exchanges(start, end);
+        Round {
+            orders_per_s: orders as f64 / (end - start).as_secs_f64(),
+            taken,
+            requests: exchanges.len(),
+            mix: mix(&exchanges),
+        }
     }
 
     /// Raw conditional updates, all at once.
@@ -123,12 +132,7 @@ impl Contenders {
                 async move { request.send().await.is_ok() }
             })
             .collect();
-        let (taken, orders_per_s, requests) = self.race(tasks).await?;
-        Ok(Round {
-            orders_per_s,
-            taken,
-            requests,
-        })
+        self.race(tasks).await
     }
 
     /// The function's own first-attempt transaction for each order (what
@@ -151,12 +155,7 @@ impl Contenders {
                 Ok(async move { request.send().await.is_ok() })
             })
             .collect::<Result<Vec<_>, BenchError>>()?;
-        let (taken, orders_per_s, requests) = self.race(tasks).await?;
-        Ok(Round {
-            orders_per_s,
-            taken,
-            requests,
-        })
+        self.race(tasks).await
     }
 
     /// The real path: every order through `sale_webhook::handle`, all at once.
@@ -195,17 +194,10 @@ impl Contenders {
             }
             taken += body["lines"][0]["taken"].as_u64().unwrap_or(0) as usize;
         }
-        let end = Instant::now();
+        let round = self.round(taken, orders, start);
         checked.final_available = st.available(sku, "warehouse").await.unwrap_or(i64::MIN);
         checked.ledger_taken = ledger_taken(st, sku).await?;
-        Ok((
-            Round {
-                orders_per_s: orders as f64 / (end - start).as_secs_f64(),
-                taken,
-                requests: self.proxy.requests(start, end),
-            },
-            checked,
-        ))
+        Ok((round, checked))
     }
 }
 
@@ -271,9 +263,9 @@ pub async fn section(s: &TestStack, rounds: usize, orders: usize, stock: i64) ->
             && raw.taken == units
             && tx.taken == units;
         checks.push(format!(
-            "Round {}: {} applied, {} oversold, {} other; {} units taken by the answers, {} by the ledger; level left at {}. Raw updates took {}, bare transactions {}. Store requests: function {}, raw updates {}, bare transactions {}.",
+            "Round {}: {} applied, {} oversold, {} other; {} units taken by the answers, {} by the ledger; level left at {}. Raw updates took {}, bare transactions {}. Store requests: function {} ({}), raw updates {}, bare transactions {}.",
             round + 1, c.applied, c.oversold, c.other, ours.taken, c.ledger_taken, c.final_available, raw.taken, tx.taken,
-            ours.requests, raw.requests, tx.requests
+            ours.requests, ours.mix, raw.requests, tx.requests
         ));
         let orders = orders as f64;
         ratios.push(ours.orders_per_s / raw.orders_per_s);

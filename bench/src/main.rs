@@ -26,6 +26,7 @@ mod runtime_api;
 mod sizes;
 mod stats;
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -162,7 +163,12 @@ async fn run(p: &Plan) -> Result<Report, BenchError> {
         }
         if p.wants("fanout") {
             eprintln!("fan-out latency...");
-            report.sections.push(fanout::section(&s, p.fanout_sales).await?);
+            // A stack of its own: the stream poller starts at the stream's
+            // beginning, which should hold only this section's changes.
+            let fresh = stockroom_tests::stack().await;
+            report
+                .sections
+                .push(fanout::section(&fresh, p.fanout_sales).await?);
         }
         if p.wants("feed") {
             eprintln!("feed import: {} and {} rows...", p.feed_small, p.feed_large);
@@ -173,6 +179,25 @@ async fn run(p: &Plan) -> Result<Report, BenchError> {
     }
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The handlers the bench runs in its own process print CloudWatch EMF
+/// records on stdout, as they should in Lambda; here thousands of them would
+/// bury the report. Points descriptor 1 at /dev/null for the run and returns
+/// the original stdout for the report.
+fn stdout_for_the_report() -> std::io::Result<std::fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let devnull = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+    std::io::stdout().flush()?;
+    // SAFETY: dup and dup2 on descriptors that are open for the whole call;
+    // the duplicate is owned by the returned File and nothing else.
+    unsafe {
+        let saved = libc::dup(1);
+        if saved < 0 || libc::dup2(devnull.as_raw_fd(), 1) < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(std::fs::File::from_raw_fd(saved))
+    }
 }
 
 fn main() -> ExitCode {
@@ -190,14 +215,20 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let mut out = match stdout_for_the_report() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cannot set stdout aside: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(run(&p)) {
         Ok(report) => {
-            println!("{}", report.text());
             if let Err(e) = std::fs::write(&p.out, report.markdown()) {
                 eprintln!("cannot write {}: {e}", p.out.display());
                 return ExitCode::FAILURE;
             }
-            println!("\nwritten to {}", p.out.display());
+            let _ = writeln!(out, "{}\nwritten to {}", report.text(), p.out.display());
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -13,7 +13,38 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::BenchError;
 
-type Intervals = Arc<Mutex<Vec<(Instant, Instant)>>>;
+/// One request at the emulator: when it started, when its answer ended,
+/// and its operation.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    pub start: Instant,
+    pub end: Instant,
+    pub operation: String,
+}
+
+type Intervals = Arc<Mutex<Vec<Exchange>>>;
+
+/// The operation a request names: its `X-Amz-Target` (`DynamoDB_20120810.TransactWriteItems`,
+/// `AmazonSQS.SendMessage`), else its method (S3's REST calls).
+pub fn operation(head: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&head[..head.len().min(4096)]);
+    let mut lines = text.split("\r\n");
+    let method = lines
+        .next()
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or("?")
+        .to_owned();
+    lines
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("x-amz-target")
+                .then(|| value.trim().to_owned())
+        })
+        .map(|t| t.rsplit_once('.').map_or(t.clone(), |(_, op)| op.to_owned()))
+        .unwrap_or_else(|| format!("S3 {method}"))
+}
 
 pub struct TimingProxy {
     pub addr: SocketAddr,
@@ -67,17 +98,26 @@ impl TimingProxy {
         format!("http://{}", self.addr)
     }
 
-    /// How many requests started within `from..to`.
-    pub fn requests(&self, from: Instant, to: Instant) -> usize {
+    /// The requests that started within `from..to`.
+    pub fn exchanges(&self, from: Instant, to: Instant) -> Vec<Exchange> {
         self.intervals
             .lock()
-            .map(|i| i.iter().filter(|(a, _)| *a >= from && *a < to).count())
-            .unwrap_or(0)
+            .map(|i| {
+                i.iter()
+                    .filter(|e| e.start >= from && e.start < to)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// How long, within `from..to`, at least one request was at the emulator.
     pub fn busy(&self, from: Instant, to: Instant) -> Duration {
-        let intervals = self.intervals.lock().map(|i| i.clone()).unwrap_or_default();
+        let intervals = self
+            .intervals
+            .lock()
+            .map(|i| i.iter().map(|e| (e.start, e.end)).collect())
+            .unwrap_or_default();
         union_within(intervals, from, to)
     }
 }
@@ -107,10 +147,25 @@ pub fn union_within(mut intervals: Vec<(Instant, Instant)>, from: Instant, to: I
     total
 }
 
+/// How many of each operation, e.g. `1900 TransactWriteItems + 900 SendMessage`.
+pub fn mix(exchanges: &[Exchange]) -> String {
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for e in exchanges {
+        *counts.entry(e.operation.as_str()).or_default() += 1;
+    }
+    let mut parts: Vec<(usize, &str)> = counts.into_iter().map(|(op, n)| (n, op)).collect();
+    parts.sort_by(|a, b| b.cmp(a));
+    parts
+        .iter()
+        .map(|(n, op)| format!("{n} {op}"))
+        .collect::<Vec<_>>()
+        .join(" + ")
+}
+
 /// Per connection: the index of the open request's interval, and whether
 /// its response has begun (the next client bytes are then a new request).
 #[derive(Default)]
-struct Exchange {
+struct Pending {
     open: Option<usize>,
     answered: bool,
 }
@@ -118,7 +173,7 @@ struct Exchange {
 async fn relay(client: TcpStream, server: TcpStream, recorded: Intervals) {
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
-    let exchange = Arc::new(Mutex::new(Exchange::default()));
+    let exchange = Arc::new(Mutex::new(Pending::default()));
     let (up_rec, up_ex) = (recorded.clone(), exchange.clone());
     let up = async move {
         let mut buf = vec![0u8; 64 * 1024];
@@ -129,7 +184,11 @@ async fn relay(client: TcpStream, server: TcpStream, recorded: Intervals) {
             let now = Instant::now();
             if let (Ok(mut ex), Ok(mut rec)) = (up_ex.lock(), up_rec.lock()) {
                 if ex.open.is_none() || ex.answered {
-                    rec.push((now, now));
+                    rec.push(Exchange {
+                        start: now,
+                        end: now,
+                        operation: operation(&buf[..n]),
+                    });
                     ex.open = Some(rec.len() - 1);
                     ex.answered = false;
                 }
@@ -149,8 +208,8 @@ async fn relay(client: TcpStream, server: TcpStream, recorded: Intervals) {
             let now = Instant::now();
             if let (Ok(mut ex), Ok(mut rec)) = (exchange.lock(), recorded.lock()) {
                 if let Some(i) = ex.open {
-                    if let Some(interval) = rec.get_mut(i) {
-                        interval.1 = now;
+                    if let Some(exchange) = rec.get_mut(i) {
+                        exchange.end = now;
                     }
                     ex.answered = true;
                 }
@@ -186,6 +245,19 @@ mod tests {
         assert_eq!(union_within(vec![], ms(0), ms(1)), Duration::ZERO);
     }
 
+    #[test]
+    fn names_the_operation() {
+        let dynamo =
+            b"POST / HTTP/1.1\r\nhost: x\r\nX-Amz-Target: DynamoDB_20120810.TransactWriteItems\r\n\r\n{}";
+        assert_eq!(operation(dynamo), "TransactWriteItems");
+        let sqs = b"POST / HTTP/1.1\r\nx-amz-target: AmazonSQS.SendMessage\r\n\r\n";
+        assert_eq!(operation(sqs), "SendMessage");
+        assert_eq!(
+            operation(b"GET /bucket/key HTTP/1.1\r\nhost: x\r\n\r\n"),
+            "S3 GET"
+        );
+    }
+
     #[tokio::test]
     async fn times_requests_at_the_upstream() {
         // An upstream that answers each line after 30 ms.
@@ -213,7 +285,9 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(40)).await;
         }
         let busy = proxy.busy(start, Instant::now());
-        assert_eq!(proxy.requests(start, Instant::now()), 2);
+        let exchanges = proxy.exchanges(start, Instant::now());
+        assert_eq!(exchanges.len(), 2);
+        assert_eq!(mix(&exchanges), "2 S3 q");
         assert!(busy >= Duration::from_millis(60), "{busy:?}");
         assert!(busy < Duration::from_millis(130), "{busy:?}");
     }

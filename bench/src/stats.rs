@@ -33,13 +33,19 @@ pub fn process_cpu(pid: u32) -> Duration {
         .sum()
 }
 
-/// Time on CPU of the calling thread so far.
+/// Time on CPU of the calling thread so far, to the nanosecond
+/// (`CLOCK_THREAD_CPUTIME_ID`: the kernel brings the count up to date when
+/// asked, where the thread's own schedstat moves only at scheduler ticks).
 pub fn thread_cpu() -> Duration {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| schedstat_ns(&s))
-        .map(Duration::from_nanos)
-        .unwrap_or_default()
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn schedstat_ns(text: &str) -> Option<u64> {
