@@ -1,6 +1,8 @@
 use lambda_http::{run, service_fn, Error, Request};
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time per instance, with a
+// fraction of a vCPU at 128 MB; no cross-thread hand-offs to pay for.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
     let app = sale_webhook::App::from_env().await?;

@@ -1,7 +1,9 @@
 use aws_lambda_events::event::dynamodb::Event;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 
-#[tokio::main]
+// One thread: Lambda runs one invocation at a time per instance, with a
+// fraction of a vCPU at 128 MB; no cross-thread hand-offs to pay for.
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let app = stock_fanout::App::from_env().await?;
