@@ -423,6 +423,36 @@ impl StockStore {
         clock::epoch_seconds() + self.receipt_ttl.as_secs() as i64
     }
 
+    /// A receipt: `pk`/`sk`, `kind`, `fields`, `created_at` and its expiry,
+    /// written only if absent, so a repeated delivery fails the condition and
+    /// gets the stored receipt back with the cancellation (no extra read).
+    fn receipt_put(
+        &self,
+        pk: &str,
+        sk: String,
+        now: &str,
+        fields: impl IntoIterator<Item = (&'static str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut item: Item = HashMap::from([
+            ("pk".into(), s(pk)),
+            ("sk".into(), s(sk)),
+            ("kind".into(), s("receipt")),
+            ("created_at".into(), s(now)),
+            ("expires_at".into(), n(self.expires_at())),
+        ]);
+        item.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        Ok(TransactWriteItem::builder()
+            .put(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .condition_expression("attribute_not_exists(pk)")
+                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+                    .build()?,
+            )
+            .build())
+    }
+
     /// Applies a sale: every line takes `min(requested, available)` with a
     /// conditional write, never below zero, together with the order's receipt
     /// and ledger entries. A repeated order changes nothing and gets its
@@ -561,28 +591,17 @@ impl StockStore {
         let oversold = results.iter().any(|r| r.short > 0);
         let lines_json = serde_json::to_string(&results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut items = Vec::with_capacity(1 + 2 * chunk.len());
-        items.push(
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(HashMap::from([
-                            ("pk".into(), s(&keys.receipt_pk)),
-                            ("sk".into(), s(format!("PART#{part:04}"))),
-                            ("kind".into(), s("receipt")),
-                            ("status".into(), s(if oversold { "oversold" } else { "applied" })),
-                            ("lines".into(), s(lines_json)),
-                            ("fingerprint".into(), s(&keys.fingerprint)),
-                            ("channel".into(), s(&order.channel)),
-                            ("created_at".into(), s(now)),
-                            ("expires_at".into(), n(self.expires_at())),
-                        ])))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                        .build()?,
-                )
-                .build(),
-        );
+        items.push(self.receipt_put(
+            &keys.receipt_pk,
+            format!("PART#{part:04}"),
+            now,
+            [
+                ("status", s(if oversold { "oversold" } else { "applied" })),
+                ("lines", s(lines_json)),
+                ("fingerprint", s(&keys.fingerprint)),
+                ("channel", s(&order.channel)),
+            ],
+        )?);
         for (i, ((line, expect), r)) in chunk.iter().zip(expects).zip(&results).enumerate() {
             items.push(self.sale_level_action(line, *expect, now, &keys.reference)?);
             items.push(self.ledger_put(
@@ -925,28 +944,12 @@ impl StockStore {
                 "0",
             )?);
             let response = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(HashMap::from([
-                                ("pk".into(), s(&receipt_pk)),
-                                ("sk".into(), s("PART#0000")),
-                                ("kind".into(), s("receipt")),
-                                ("response".into(), s(response)),
-                                ("fingerprint".into(), s(&fingerprint)),
-                                ("created_at".into(), s(&now)),
-                                ("expires_at".into(), n(self.expires_at())),
-                            ])))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()?,
-                    )
-                    .build(),
-            );
+            items.push(self.receipt_put(
+                &receipt_pk,
+                "PART#0000".into(),
+                &now,
+                [("response", s(response)), ("fingerprint", s(&fingerprint))],
+            )?);
             let Some(reasons) = self.transact(items).await? else {
                 return Ok(AdjustResult::Applied(outcome));
             };

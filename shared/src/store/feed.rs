@@ -15,10 +15,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    CancellationReason, KeysAndAttributes, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-    Update,
-};
+use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, TransactWriteItem, Update};
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -395,23 +392,12 @@ impl StockStore {
         now: &str,
     ) -> Result<TransactWriteItem, StoreError> {
         let summary = serde_json::to_string(summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(HashMap::from([
-                        ("pk".into(), s(format!("RECEIPT#feed#{}", src.id()))),
-                        ("sk".into(), s(format!("CHUNK#{index:08}"))),
-                        ("kind".into(), s("receipt")),
-                        ("summary".into(), s(summary)),
-                        ("created_at".into(), s(now)),
-                        ("expires_at".into(), n(self.expires_at())),
-                    ])))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-                    .build()?,
-            )
-            .build())
+        self.receipt_put(
+            &format!("RECEIPT#feed#{}", src.id()),
+            format!("CHUNK#{index:08}"),
+            now,
+            [("summary", s(summary))],
+        )
     }
 
     /// Applies one chunk of an object's valid rows, exactly once.

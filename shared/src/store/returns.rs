@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{
-    CancellationReason, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use serde::{Deserialize, Serialize};
 
@@ -263,32 +263,16 @@ impl StockStore {
             let lines_json =
                 serde_json::to_string(&results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
             let mut items = Vec::with_capacity(1 + 3 * chunk.len());
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(HashMap::from([
-                                ("pk".into(), s(&receipt_pk)),
-                                ("sk".into(), s(format!("PART#{part:04}"))),
-                                ("kind".into(), s("receipt")),
-                                (
-                                    "status".into(),
-                                    s(if moved { "applied" } else { "nothing_to_restock" }),
-                                ),
-                                ("lines".into(), s(lines_json)),
-                                ("fingerprint".into(), s(&fingerprint)),
-                                ("created_at".into(), s(&now)),
-                                ("expires_at".into(), n(self.expires_at())),
-                            ])))
-                            .condition_expression("attribute_not_exists(pk)")
-                            .return_values_on_condition_check_failure(
-                                ReturnValuesOnConditionCheckFailure::AllOld,
-                            )
-                            .build()?,
-                    )
-                    .build(),
-            );
+            items.push(self.receipt_put(
+                &receipt_pk,
+                format!("PART#{part:04}"),
+                &now,
+                [
+                    ("status", s(if moved { "applied" } else { "nothing_to_restock" })),
+                    ("lines", s(lines_json)),
+                    ("fingerprint", s(&fingerprint)),
+                ],
+            )?);
             for (i, (line, p)) in chunk.iter().zip(&planned).enumerate() {
                 let r = &p.result;
                 if r.restocked + r.damaged > 0 {
