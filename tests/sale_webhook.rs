@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use stockroom::signature::{sign_generic, sign_shopify};
@@ -45,6 +46,7 @@ async fn concurrent_orders_never_take_more_than_there_is() {
     let s = stack().await;
     s.seed("JKT-BLUE-M", "warehouse", 50).await;
     let app = Arc::new(s.sale_app());
+    let fanout = s.start_fanout().await;
 
     // A watcher reads the level throughout; it must never see it below zero.
     let stop = Arc::new(AtomicBool::new(false));
@@ -118,12 +120,17 @@ async fn concurrent_orders_never_take_more_than_there_is() {
     assert!(lowest.load(Ordering::Relaxed) >= 0);
     assert!(reads > 0);
 
-    // Every oversold order raised an alert; every order is in the ledger.
-    let alerts = s.drain(s.alert_queue()).await;
+    // Every oversold order raised one alert (stock-fanout, from the stream);
+    // every order is in the ledger.
+    let alerts = s.alerts(150, Duration::from_secs(60)).await;
     assert_eq!(alerts.len(), 150);
     assert!(alerts
         .iter()
-        .all(|a| a["kind"] == "oversell" && a["short_units"] == 1));
+        .all(|a| a["kind"] == "oversell" && a["short_units"] == 1 && a["source"] == "marketplace"));
+    let orders: std::collections::HashSet<&str> = alerts.iter().filter_map(|a| a["order"].as_str()).collect();
+    assert_eq!(orders.len(), 150);
+    assert!(s.alerts(0, Duration::from_secs(1)).await.is_empty());
+    drop(fanout);
     let mut entries = 0;
     let mut cursor = None;
     loop {
@@ -267,6 +274,7 @@ async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
     let s = stack().await;
     s.seed("JKT-BLUE-M", "warehouse", 1).await;
     s.seed("JKT-BLUE-L", "warehouse", 10).await;
+    let fanout = s.start_fanout().await;
     let app = s.sale_app();
     let body = generic(
         "multi-1",
@@ -290,10 +298,60 @@ async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
     assert_eq!(s.available("JKT-BLUE-L", "warehouse").await, Some(7));
     assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
     assert_eq!(s.available("NEVER-SEEN", "warehouse").await, None);
-    let alerts = s.drain(s.alert_queue()).await;
-    assert_eq!(alerts.len(), 1);
+    let alerts = s.alerts(1, Duration::from_secs(20)).await;
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
     assert_eq!(alerts[0]["short_units"], 2);
     assert_eq!(alerts[0]["order"], "multi-1");
+    assert_eq!(alerts[0]["channel"], "marketplace");
+    assert_eq!(alerts[0]["part"], 0);
+    assert_eq!(
+        alerts[0]["lines"],
+        json!([
+            {"sku": "JKT-BLUE-M", "location": "warehouse", "requested": 2, "taken": 1, "short": 1},
+            {"sku": "NEVER-SEEN", "location": "warehouse", "requested": 1, "taken": 0, "short": 1}
+        ])
+    );
+    // A redelivery is a duplicate: no second alert.
+    let (status, res) = post_generic(&s, &app, &body).await;
+    assert_eq!((status, res["status"].as_str()), (200, Some("duplicate")));
+    assert!(s.alerts(0, Duration::from_secs(2)).await.is_empty());
+    drop(fanout);
+}
+
+#[tokio::test]
+async fn a_container_that_saw_a_sell_out_still_sells_what_arrives_later() {
+    // One app is one container: it remembers the levels it saw short.
+    let s = stack().await;
+    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    let app = s.sale_app();
+    let order = |id: &str, sku: &str, quantity: u32| generic(id, json!([{"sku": sku, "quantity": quantity}]));
+    let taken = |res: &Value| res["lines"][0]["taken"].as_u64();
+    let (_, res) = post_generic(&s, &app, &order("o1", "JKT-BLUE-M", 1)).await;
+    assert_eq!((res["status"].as_str(), taken(&res)), (Some("applied"), Some(1)));
+    let (_, res) = post_generic(&s, &app, &order("o2", "JKT-BLUE-M", 1)).await;
+    assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
+    let (_, res) = post_generic(&s, &app, &order("o3", "NEW-SKU", 2)).await;
+    assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
+
+    // Stock arrives through another writer (a delivery, another container).
+    s.seed("JKT-BLUE-M", "warehouse", 3).await;
+    s.seed("NEW-SKU", "warehouse", 1).await;
+    let (_, res) = post_generic(&s, &app, &order("o4", "JKT-BLUE-M", 2)).await;
+    assert_eq!((res["status"].as_str(), taken(&res)), (Some("applied"), Some(2)));
+    let (_, res) = post_generic(&s, &app, &order("o5", "NEW-SKU", 2)).await;
+    assert_eq!(
+        res["lines"][0],
+        json!({"sku": "NEW-SKU", "location": "warehouse",
+        "requested": 2, "taken": 1, "short": 1})
+    );
+    // It saw 1 left of JKT-BLUE-M; another writer takes it; a 3-unit order finds none.
+    let other = s.sale_app();
+    let (_, res) = post_generic(&s, &other, &order("o6", "JKT-BLUE-M", 1)).await;
+    assert_eq!(taken(&res), Some(1));
+    let (_, res) = post_generic(&s, &app, &order("o7", "JKT-BLUE-M", 3)).await;
+    assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
+    assert_eq!(s.available("NEW-SKU", "warehouse").await, Some(0));
 }
 
 #[tokio::test]

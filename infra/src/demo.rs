@@ -203,7 +203,9 @@ impl Demo {
         println!("4. The master count, which every channel now reads:");
         self.print_stock().await?;
 
-        let alerts = self.drain_alerts().await;
+        // stock-fanout raises the alert from the oversold receipt on the stream.
+        let oversold = [&web, &pos].iter().filter(|v| v["status"] == "oversold").count();
+        let alerts = self.wait_for_alerts(oversold, Duration::from_secs(10)).await;
         println!("5. Ops alert queue: {} oversell alert(s)", alerts.len());
         for a in &alerts {
             println!(
@@ -472,6 +474,17 @@ impl Demo {
         }
         println!("   total available: {} - never below zero\n", stock["available"]);
         Ok(())
+    }
+
+    /// Reads and removes alerts until `expected` have arrived or `wait` has passed.
+    async fn wait_for_alerts(&self, expected: usize, wait: Duration) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut alerts = self.drain_alerts().await;
+        while alerts.len() < expected && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            alerts.extend(self.drain_alerts().await);
+        }
+        alerts
     }
 
     /// Reads and removes every alert on the alert queue.

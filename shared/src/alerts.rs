@@ -2,30 +2,46 @@
 
 use serde::Serialize;
 
-use crate::store::SaleOutcome;
+use crate::store::LineResult;
 
 /// An oversell: the platform sold units the master count could not cover.
-#[derive(Debug, Clone, Serialize)]
-pub struct OversellAlert<'a> {
+/// `stock-fanout` raises it from the oversold receipt on the table's stream,
+/// so it is sent (with retries and a dead-letter queue) whenever the
+/// shortage is recorded, and the webhook's answer does not wait for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OversellAlert {
     pub kind: &'static str,
-    pub source: &'a str,
-    pub channel: &'a str,
-    pub order: &'a str,
+    pub source: String,
+    pub channel: String,
+    pub order: String,
+    /// The order's part the shortage is on (a receipt covers up to 49 lines).
+    pub part: u32,
     pub short_units: u32,
-    pub lines: Vec<&'a crate::store::LineResult>,
+    /// The lines that came up short.
+    pub lines: Vec<LineResult>,
+    /// When the sale was recorded.
     pub at: String,
 }
 
-impl<'a> OversellAlert<'a> {
-    pub fn new(source: &'a str, channel: &'a str, outcome: &'a SaleOutcome) -> Self {
+impl OversellAlert {
+    pub fn new(
+        source: String,
+        channel: String,
+        order: String,
+        part: u32,
+        lines: Vec<LineResult>,
+        at: String,
+    ) -> Self {
+        let lines: Vec<LineResult> = lines.into_iter().filter(|l| l.short > 0).collect();
         Self {
             kind: "oversell",
             source,
             channel,
-            order: &outcome.order,
-            short_units: outcome.short_units(),
-            lines: outcome.lines.iter().filter(|l| l.short > 0).collect(),
-            at: crate::clock::now(),
+            order,
+            part,
+            short_units: lines.iter().map(|l| l.short).sum(),
+            lines,
+            at,
         }
     }
 }
@@ -64,11 +80,11 @@ impl Alerts {
 
     /// Publishes an oversell alert. A failure is logged loudly (the oversell is
     /// already on the order's receipt and in the ledger) and returned.
-    pub async fn oversell(&self, alert: &OversellAlert<'_>) -> Result<(), String> {
+    pub async fn oversell(&self, alert: &OversellAlert) -> Result<(), String> {
         let body = serde_json::to_string(alert).map_err(|e| e.to_string())?;
         tracing::warn!(
-            order = alert.order,
-            source = alert.source,
+            order = %alert.order,
+            source = %alert.source,
             short_units = alert.short_units,
             "oversell"
         );
@@ -84,7 +100,7 @@ impl Alerts {
             .map(|_| ())
             .map_err(|e| {
                 let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                tracing::error!(order = alert.order, error = %msg, "could not publish the oversell alert");
+                tracing::error!(order = %alert.order, error = %msg, "could not publish the oversell alert");
                 msg
             })
     }

@@ -15,7 +15,8 @@
 //! answer back through `ReturnValuesOnConditionCheckFailure=ALL_OLD`.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -49,6 +50,10 @@ pub const MAX_TRANSACTION_ACTIONS: usize = 100;
 pub const LINES_PER_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 2;
 /// Attempts at one transaction before giving up under contention.
 const MAX_ATTEMPTS: u32 = 12;
+/// How long a level's last seen figure shapes the first attempt at a sale.
+const HINT_TTL: Duration = Duration::from_secs(30);
+/// Levels an instance remembers at most (a few hundred KiB).
+const HINT_CAPACITY: usize = 4096;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -159,6 +164,73 @@ impl Expect {
             None => Expect::Missing,
             Some(a) if a >= requested => Expect::Covers,
             Some(a) => Expect::Exactly(a.max(0)),
+        }
+    }
+}
+
+/// What this instance last saw of levels a sale could not fully cover:
+/// `available` (or no level at all) and when. A sale's first attempt
+/// expects that again, so during a sell-out an order records its shortage
+/// in one transaction instead of a failed attempt and a second one. A hint
+/// only shapes the attempt's conditions: if the level has changed since,
+/// the condition fails, the old image refines the expectation and the
+/// attempt is retried, exactly as without a hint.
+#[derive(Debug, Default)]
+struct LevelHints {
+    seen: Mutex<HashMap<String, (Option<i64>, Instant)>>,
+}
+
+impl LevelHints {
+    fn key(line: &OrderLine) -> String {
+        format!("{}\u{0}{}", line.sku, line.location)
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, Instant)>> {
+        // A panic elsewhere cannot leave a hint half-written: use it as is.
+        self.seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The expectation for a line's first attempt: covered unless a recent
+    /// hint says otherwise.
+    fn expect(&self, line: &OrderLine) -> Expect {
+        let requested = line.quantity.as_i64();
+        match self.seen().get(&Self::key(line)) {
+            Some((available, at)) if at.elapsed() < HINT_TTL => match available {
+                None => Expect::Missing,
+                Some(a) if *a >= requested => Expect::Covers,
+                Some(a) => Expect::Exactly((*a).max(0)),
+            },
+            _ => Expect::Covers,
+        }
+    }
+
+    fn learn(&self, line: &OrderLine, available: Option<i64>) {
+        let mut seen = self.seen();
+        if seen.len() >= HINT_CAPACITY {
+            seen.retain(|_, (_, at)| at.elapsed() < HINT_TTL);
+            if seen.len() >= HINT_CAPACITY {
+                seen.clear();
+            }
+        }
+        seen.insert(Self::key(line), (available, Instant::now()));
+    }
+
+    fn forget(&self, line: &OrderLine) {
+        self.seen().remove(&Self::key(line));
+    }
+
+    /// After a committed attempt: a line that took all there was (or found
+    /// no level) leaves the level at zero (or still missing); a covered one
+    /// says nothing about what is left.
+    fn committed(&self, chunk: &[OrderLine], expects: &[Expect]) {
+        for (line, expect) in chunk.iter().zip(expects) {
+            match expect {
+                Expect::Covers => self.forget(line),
+                Expect::Exactly(_) => self.learn(line, Some(0)),
+                Expect::Missing => self.learn(line, None),
+            }
         }
     }
 }
@@ -381,6 +453,7 @@ pub struct StockStore {
     client: Client,
     table: String,
     receipt_ttl: Duration,
+    hints: Arc<LevelHints>,
 }
 
 impl StockStore {
@@ -389,6 +462,7 @@ impl StockStore {
             client,
             table: table.into(),
             receipt_ttl: Duration::from_secs(u64::from(receipt_ttl_days) * 86_400),
+            hints: Arc::default(),
         }
     }
 
@@ -515,11 +589,12 @@ impl StockStore {
             fingerprint,
             ..
         } = &keys;
-        let mut expects = vec![Expect::Covers; chunk.len()];
+        let mut expects: Vec<Expect> = chunk.iter().map(|l| self.hints.expect(l)).collect();
         for attempt in 0..MAX_ATTEMPTS {
             let now = clock::now();
             let (items, results) = self.sale_attempt(order, part, chunk, &expects, actor, &keys, &now)?;
             let Some(reasons) = self.transact(items).await? else {
+                self.hints.committed(chunk, &expects);
                 return Ok(ChunkOutcome::Applied(results));
             };
             let reasons = reasons.as_slice();
@@ -545,8 +620,9 @@ impl StockStore {
             for (i, line) in chunk.iter().enumerate() {
                 let reason = reasons.get(1 + 2 * i);
                 if failed_condition(reason) {
-                    expects[i] =
-                        Expect::from_seen(reason.and_then(CancellationReason::item), line.quantity.as_i64());
+                    let seen = reason.and_then(CancellationReason::item);
+                    expects[i] = Expect::from_seen(seen, line.quantity.as_i64());
+                    self.hints.learn(line, seen.and_then(|i| get_n(i, "available")));
                     refined = true;
                 }
             }
@@ -600,6 +676,8 @@ impl StockStore {
                 ("lines", s(lines_json)),
                 ("fingerprint", s(&keys.fingerprint)),
                 ("channel", s(&order.channel)),
+                ("source", s(&order.source)),
+                ("order", s(&order.order_id)),
             ],
         )?);
         for (i, ((line, expect), r)) in chunk.iter().zip(expects).zip(&results).enumerate() {
@@ -1005,6 +1083,39 @@ mod tests {
         assert_eq!(Expect::Covers.take(3), 3);
         assert_eq!(Expect::Exactly(2).take(3), 2);
         assert_eq!(Expect::Missing.take(3), 0);
+    }
+
+    #[test]
+    fn level_hints_shape_only_the_first_attempt_and_stay_bounded() {
+        let line = |sku: &str, q: i64| OrderLine {
+            sku: Sku::parse(sku).unwrap(),
+            location: Location::parse("warehouse").unwrap(),
+            quantity: crate::domain::Quantity::new(q).unwrap(),
+        };
+        let hints = LevelHints::default();
+        let (a, b) = (line("A", 3), line("B", 1));
+        assert_eq!(hints.expect(&a), Expect::Covers);
+        hints.learn(&a, Some(2));
+        hints.learn(&b, None);
+        assert_eq!(hints.expect(&a), Expect::Exactly(2));
+        assert_eq!(hints.expect(&line("A", 2)), Expect::Covers);
+        assert_eq!(hints.expect(&b), Expect::Missing);
+        // Another location of the same SKU knows nothing.
+        let elsewhere = OrderLine {
+            location: Location::parse("downtown").unwrap(),
+            ..a.clone()
+        };
+        assert_eq!(hints.expect(&elsewhere), Expect::Covers);
+        // Taking all there was leaves zero; a covered line forgets.
+        hints.committed(&[a.clone(), b.clone()], &[Expect::Exactly(2), Expect::Missing]);
+        assert_eq!(hints.expect(&a), Expect::Exactly(0));
+        assert_eq!(hints.expect(&b), Expect::Missing);
+        hints.committed(std::slice::from_ref(&a), &[Expect::Covers]);
+        assert_eq!(hints.expect(&a), Expect::Covers);
+        for i in 0..HINT_CAPACITY + 10 {
+            hints.learn(&line(&format!("S{i}"), 1), Some(0));
+        }
+        assert!(hints.seen().len() <= HINT_CAPACITY);
     }
 
     #[test]

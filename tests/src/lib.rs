@@ -171,7 +171,6 @@ impl TestStack {
     pub fn sale_app(&self) -> sale_webhook::App {
         sale_webhook::App {
             store: self.store(),
-            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
             rules: Self::rules(),
             secrets: WebhookSecrets::parse(SECRET),
         }
@@ -206,6 +205,7 @@ impl TestStack {
             sqs: self.sqs.clone(),
             channels,
             queues,
+            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
         }
     }
 
@@ -233,17 +233,29 @@ impl TestStack {
     }
 
     /// Takes (receives and deletes) messages from a channel's queue until
-    /// `expected` have arrived or `wait` has passed, then keeps listening
-    /// briefly for any extra.
+    /// `expected` have arrived or `wait` has passed.
     pub async fn channel_messages(&self, channel: &str, expected: usize, wait: Duration) -> Vec<Value> {
         let queue = self.fanout_app().queues[channel].clone();
+        self.take_messages(&queue, expected, wait).await
+    }
+
+    /// Takes (receives and deletes) alerts from the alert queue until
+    /// `expected` have arrived or `wait` has passed.
+    pub async fn alerts(&self, expected: usize, wait: Duration) -> Vec<Value> {
+        let queue = self.alert_queue().to_owned();
+        self.take_messages(&queue, expected, wait).await
+    }
+
+    /// Takes (receives and deletes) messages from a queue until `expected`
+    /// have arrived or `wait` has passed (with `expected` 0: all of `wait`).
+    pub async fn take_messages(&self, queue: &str, expected: usize, wait: Duration) -> Vec<Value> {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         loop {
             let got = self
                 .sqs
                 .receive_message()
-                .queue_url(&queue)
+                .queue_url(queue)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -253,7 +265,7 @@ impl TestStack {
                 out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
                 self.sqs
                     .delete_message()
-                    .queue_url(&queue)
+                    .queue_url(queue)
                     .receipt_handle(m.receipt_handle().unwrap_or_default())
                     .send()
                     .await
@@ -262,7 +274,9 @@ impl TestStack {
             if (expected > 0 && out.len() >= expected) || Instant::now() >= deadline {
                 return out;
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            if got.messages().is_empty() {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 

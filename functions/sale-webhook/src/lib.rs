@@ -1,10 +1,12 @@
 //! `sale-webhook`: a function URL that takes sale webhooks (Shopify and the
 //! generic signed format), checks the signature, and applies the sale through
-//! the stock store. No business rule lives here.
+//! the stock store. No business rule lives here. An oversell is recorded on
+//! the order's receipt in the same transaction; `stock-fanout` raises its
+//! alert from the table's stream, so the answer never waits for it.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use stockroom::alerts::{self, Alerts, OversellAlert};
+use stockroom::alerts;
 use stockroom::api::{self, header, Refusal};
 use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
@@ -19,7 +21,6 @@ const SALE_TOPICS: &[&str] = &["orders/create", "orders/paid"];
 /// Everything the handler needs, built once per container.
 pub struct App {
     pub store: StockStore,
-    pub alerts: Alerts,
     pub rules: LocationRules,
     pub secrets: WebhookSecrets,
 }
@@ -35,7 +36,6 @@ impl App {
                 cfg.table,
                 cfg.receipt_ttl_days,
             ),
-            alerts: Alerts::new(stockroom::aws_sdk_sqs::Client::new(&sdk), cfg.alert_queue_url),
             rules: cfg.locations,
             secrets,
         })
@@ -107,11 +107,8 @@ async fn respond(app: &App, req: Request) -> Response<String> {
         status = ?outcome.status, lines = outcome.lines.len(), "sale");
     let oversold = outcome.status == SaleStatus::Oversold;
     if oversold {
-        // Best effort: the shortage is already on the receipt and in the ledger.
-        let _ = app
-            .alerts
-            .oversell(&OversellAlert::new(&order.source, &order.channel, &outcome))
-            .await;
+        tracing::warn!(order = %order.order_id, source = %order.source,
+            short_units = outcome.short_units(), "oversell");
     }
     alerts::metric(
         stockroom::METRIC_NAMESPACE,
