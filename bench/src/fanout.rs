@@ -15,38 +15,6 @@ use crate::BenchError;
 const SKU: &str = "BENCH-LATENCY";
 const STOCK: i64 = 100_000;
 
-/// Takes every message waiting on a channel's queue.
-async fn take(s: &TestStack, queue: &str) -> Result<Vec<serde_json::Value>, BenchError> {
-    let got = s
-        .sqs
-        .receive_message()
-        .queue_url(queue)
-        .max_number_of_messages(10)
-        .wait_time_seconds(0)
-        .send()
-        .await
-        .map_err(|e| {
-            BenchError::Runtime(stockroom::aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
-        })?;
-    let mut out = Vec::new();
-    for m in got.messages() {
-        out.push(
-            serde_json::from_str(m.body().unwrap_or("null"))
-                .map_err(|e| BenchError::Runtime(e.to_string()))?,
-        );
-        s.sqs
-            .delete_message()
-            .queue_url(queue)
-            .receipt_handle(m.receipt_handle().unwrap_or_default())
-            .send()
-            .await
-            .map_err(|e| {
-                BenchError::Runtime(stockroom::aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
-            })?;
-    }
-    Ok(out)
-}
-
 /// Polls the channels until each has a message whose `available` is the
 /// expected figure; returns when the last one arrived.
 async fn arrivals(
@@ -67,7 +35,7 @@ async fn arrivals(
         }
         let mut still = Vec::new();
         for channel in pending {
-            let got = take(s, &queues[channel]).await?;
+            let got = s.take_messages(&queues[channel], 0, Duration::ZERO).await;
             if got
                 .iter()
                 .any(|m| m["available"].as_i64() == Some(expected[channel]))

@@ -160,7 +160,12 @@ impl Expect {
 
     /// What a failed condition's old image says to expect next time.
     fn from_seen(seen: Option<&Item>, requested: i64) -> Self {
-        match seen.and_then(|i| get_n(i, "available")) {
+        Self::from_available(seen.and_then(|i| get_n(i, "available")), requested)
+    }
+
+    /// What to expect of a level last seen with `available` (`None`: no level).
+    fn from_available(available: Option<i64>, requested: i64) -> Self {
+        match available {
             None => Expect::Missing,
             Some(a) if a >= requested => Expect::Covers,
             Some(a) => Expect::Exactly(a.max(0)),
@@ -195,13 +200,10 @@ impl LevelHints {
     /// The expectation for a line's first attempt: covered unless a recent
     /// hint says otherwise.
     fn expect(&self, line: &OrderLine) -> Expect {
-        let requested = line.quantity.as_i64();
         match self.seen().get(&Self::key(line)) {
-            Some((available, at)) if at.elapsed() < HINT_TTL => match available {
-                None => Expect::Missing,
-                Some(a) if *a >= requested => Expect::Covers,
-                Some(a) => Expect::Exactly((*a).max(0)),
-            },
+            Some((available, at)) if at.elapsed() < HINT_TTL => {
+                Expect::from_available(*available, line.quantity.as_i64())
+            }
             _ => Expect::Covers,
         }
     }
