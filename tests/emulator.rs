@@ -20,6 +20,19 @@ fn key(sk: &str) -> HashMap<String, AttributeValue> {
     HashMap::from([("pk".into(), s("EMULATOR#1")), ("sk".into(), s(sk))])
 }
 
+/// The item at `key(sk)`, if any.
+async fn item(st: &stockroom_tests::TestStack, sk: &str) -> Option<HashMap<String, AttributeValue>> {
+    st.ddb
+        .get_item()
+        .table_name(st.table())
+        .set_key(Some(key(sk)))
+        .send()
+        .await
+        .unwrap()
+        .item()
+        .cloned()
+}
+
 #[tokio::test]
 async fn invalid_update_expressions_are_refused() {
     let st = stack().await;
@@ -45,15 +58,7 @@ async fn invalid_update_expressions_are_refused() {
     assert!(refused("SET b = :a ADD b :b").await.contains("overlap"));
     assert!(refused("SET pk = :a").await.contains("key"));
     // Nothing was written by any of them.
-    let got = st
-        .ddb
-        .get_item()
-        .table_name(st.table())
-        .set_key(Some(key("A")))
-        .send()
-        .await
-        .unwrap();
-    assert!(got.item().is_none());
+    assert!(item(&st, "A").await.is_none());
 
     // Inside a transaction the whole transaction is refused.
     let items = vec![
@@ -87,15 +92,10 @@ async fn invalid_update_expressions_are_refused() {
         .send()
         .await
         .expect_err("an overlapping update in a transaction");
-    let got = st
-        .ddb
-        .get_item()
-        .table_name(st.table())
-        .set_key(Some(key("B")))
-        .send()
-        .await
-        .unwrap();
-    assert!(got.item().is_none(), "a refused transaction wrote nothing");
+    assert!(
+        item(&st, "B").await.is_none(),
+        "a refused transaction wrote nothing"
+    );
 }
 
 #[tokio::test]
@@ -114,17 +114,7 @@ async fn a_repeated_expression_uses_each_requests_values() {
             .await
             .unwrap();
     }
-    let item = st
-        .ddb
-        .get_item()
-        .table_name(st.table())
-        .set_key(Some(key("D")))
-        .send()
-        .await
-        .unwrap()
-        .item()
-        .cloned()
-        .unwrap();
+    let item = item(&st, "D").await.unwrap();
     assert_eq!(item["x"], n(5));
     assert_eq!(item["y"], n(7));
     assert_eq!(item["version"], n(2));

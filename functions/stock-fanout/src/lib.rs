@@ -79,12 +79,18 @@ pub struct PoisonRecord {
     pub message: String,
 }
 
-/// The SKU and location of a stock-level record.
-pub fn level_of(record: &EventRecord) -> Result<(Sku, String), PoisonRecord> {
-    let poison = |message: String| PoisonRecord {
-        sequence: record.change.sequence_number.clone().unwrap_or_default(),
-        message,
-    };
+impl PoisonRecord {
+    fn of(record: &EventRecord, message: String) -> Self {
+        Self {
+            sequence: record.change.sequence_number.clone().unwrap_or_default(),
+            message,
+        }
+    }
+}
+
+/// The SKU and location of a stock-level record, given its new image as JSON.
+pub fn level_of(record: &EventRecord, image: &serde_json::Value) -> Result<(Sku, String), PoisonRecord> {
+    let poison = |message: String| PoisonRecord::of(record, message);
     let keys = serde_json::to_value(&record.change.keys).map_err(|e| poison(e.to_string()))?;
     let key = |name: &str| keys.get(name).and_then(|v| v.get("S")).and_then(|v| v.as_str());
     let sku = key("pk")
@@ -96,7 +102,6 @@ pub fn level_of(record: &EventRecord) -> Result<(Sku, String), PoisonRecord> {
     let sku = Sku::parse(sku).map_err(|e| poison(e.to_string()))?;
     let location = stockroom::domain::Location::parse(location).map_err(|e| poison(e.to_string()))?;
     // The level itself must be readable: a figure the fan-out cannot sum is poison.
-    let image = serde_json::to_value(&record.change.new_image).map_err(|e| poison(e.to_string()))?;
     if record.event_name != "REMOVE" {
         let available = image
             .get("available")
@@ -125,10 +130,8 @@ pub enum Change {
 
 /// Reads a record: levels by their keys, oversold receipts by their image.
 pub fn change_of(record: &EventRecord) -> Result<Change, PoisonRecord> {
-    let image = serde_json::to_value(&record.change.new_image).map_err(|e| PoisonRecord {
-        sequence: record.change.sequence_number.clone().unwrap_or_default(),
-        message: e.to_string(),
-    })?;
+    let image = serde_json::to_value(&record.change.new_image)
+        .map_err(|e| PoisonRecord::of(record, e.to_string()))?;
     if image
         .get("kind")
         .and_then(|v| v.get("S"))
@@ -140,7 +143,7 @@ pub fn change_of(record: &EventRecord) -> Result<Change, PoisonRecord> {
         }
         return oversell_of(record, &image).map(|a| a.map_or(Change::Other, Change::Oversell));
     }
-    level_of(record).map(|(sku, location)| Change::Level(sku, location))
+    level_of(record, &image).map(|(sku, location)| Change::Level(sku, location))
 }
 
 /// The alert for an oversold sale receipt's image, if it is one.
@@ -152,10 +155,7 @@ pub fn oversell_of(
     if text("status") != Some("oversold") {
         return Ok(None);
     }
-    let poison = |message: String| PoisonRecord {
-        sequence: record.change.sequence_number.clone().unwrap_or_default(),
-        message,
-    };
+    let poison = |message: String| PoisonRecord::of(record, message);
     let required = |name: &str| {
         text(name)
             .map(str::to_owned)
