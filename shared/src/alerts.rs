@@ -61,25 +61,13 @@ impl Alerts {
     /// Publishes any alert (a JSON object with a `kind`). A failure is logged and returned.
     pub async fn send(&self, alert: &serde_json::Value) -> Result<(), String> {
         tracing::warn!(alert = %alert, "alert");
-        let Some(url) = &self.queue_url else {
-            return Ok(());
-        };
-        self.sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(alert.to_string())
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                tracing::error!(error = %msg, "could not publish the alert");
-                msg
-            })
+        self.publish(alert.to_string()).await.inspect_err(|msg| {
+            tracing::error!(error = %msg, "could not publish the alert");
+        })
     }
 
-    /// Publishes an oversell alert. A failure is logged loudly (the oversell is
-    /// already on the order's receipt and in the ledger) and returned.
+    /// Publishes an oversell alert. A failure is logged and returned (the
+    /// caller, `stock-fanout`, has the stream record retried).
     pub async fn oversell(&self, alert: &OversellAlert) -> Result<(), String> {
         let body = serde_json::to_string(alert).map_err(|e| e.to_string())?;
         tracing::warn!(
@@ -88,6 +76,13 @@ impl Alerts {
             short_units = alert.short_units,
             "oversell"
         );
+        self.publish(body).await.inspect_err(|msg| {
+            tracing::error!(order = %alert.order, error = %msg, "could not publish the oversell alert");
+        })
+    }
+
+    /// Sends one message body to the alert queue, if one is configured.
+    async fn publish(&self, body: String) -> Result<(), String> {
         let Some(url) = &self.queue_url else {
             return Ok(());
         };
@@ -98,11 +93,7 @@ impl Alerts {
             .send()
             .await
             .map(|_| ())
-            .map_err(|e| {
-                let msg = aws_sdk_sqs::error::DisplayErrorContext(&e).to_string();
-                tracing::error!(order = %alert.order, error = %msg, "could not publish the oversell alert");
-                msg
-            })
+            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
     }
 }
 
