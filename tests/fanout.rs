@@ -31,10 +31,10 @@ async fn sell(s: &TestStack, order_id: &str, sku: &str, quantity: i64) -> Value 
 
 async fn adjust(s: &TestStack, sku: &str, location: &str, delta: i64) {
     s.store()
-        .adjust(&stockroom::store::Adjustment {
+        .adjust(&stockroom::adjustment::Adjustment {
             sku: Sku::parse(sku).unwrap(),
             location: Location::parse(location).unwrap(),
-            change: stockroom::store::Change::Delta(delta),
+            change: stockroom::adjustment::Change::Delta(delta),
             expected: None,
             reason: ReasonCode::Received,
             actor: Actor::parse("sam@warehouse").unwrap(),

@@ -59,7 +59,7 @@ async fn post_sale(app: &sale_webhook::App, order_id: &str, sku: &str, quantity:
     read(sale_webhook::handle(app, req).await)
 }
 
-async fn return_entries(s: &TestStack, sku: &str) -> Vec<stockroom::store::LedgerEntry> {
+async fn return_entries(s: &TestStack, sku: &str) -> Vec<stockroom::level::LedgerEntry> {
     let page = s
         .store()
         .ledger(&Sku::parse(sku).unwrap(), 100, None)

@@ -145,7 +145,7 @@ async fn concurrent_orders_never_take_more_than_there_is() {
             .unwrap();
         entries += page.entries.iter().filter(|e| e.reason == "sale").count();
         match page.next {
-            Some(n) => cursor = stockroom::store::decode_cursor(&n),
+            Some(n) => cursor = stockroom::keys::decode_cursor(&n),
             None => break,
         }
     }

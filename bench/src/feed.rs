@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{self, StreamExt, TryStreamExt};
 use stockroom::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use stockroom::domain::{Location, Sku};
-use stockroom::store::{FeedRowInput, FeedSource, ROWS_PER_FEED_CHUNK};
+use stockroom::feed::{FeedRowInput, FeedSource, ROWS_PER_FEED_CHUNK};
 use stockroom_tests::TestStack;
 
 use crate::events;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use stockroom::store::{LineResult, SaleOutcome, SaleStatus};
+use stockroom::sale::{LineResult, SaleOutcome, SaleStatus};
 
 use crate::events;
 use crate::report::{Row, Section};

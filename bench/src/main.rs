@@ -33,6 +33,11 @@ use std::time::Instant;
 
 use report::Report;
 
+// The functions allocate with mimalloc; so does the bench, so a handler
+// measured in this process costs what it costs in a function.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
     #[error(transparent)]

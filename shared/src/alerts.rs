@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::store::LineResult;
+use crate::sale::LineResult;
 
 /// An oversell: the platform sold units the master count could not cover.
 /// `stock-fanout` raises it from the oversold receipt on the table's stream,

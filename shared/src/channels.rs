@@ -13,8 +13,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::ConfigError;
 use crate::domain::Location;
+use crate::level::LevelView;
 use crate::order::parse_pairs;
-use crate::store::LevelView;
 
 /// One channel: a name, the locations whose stock it may sell, a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +202,7 @@ mod tests {
             updated_at: at.into(),
             last_reason: Some("sale".into()),
             last_reference: Some(format!("order:web/{version}")),
+            ..LevelView::default()
         }
     }
 

@@ -1,16 +1,21 @@
 //! Stockroom's library: one stock count everyone obeys.
 //!
+//! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
+//! - [`level`]: a stock level and its ledger entries.
+//! - [`sale`]: an order, what each line expects to find and what it took.
+//! - [`returns`]: a processed return and what it puts back.
+//! - [`adjustment`]: manual, audited adjustments.
+//! - [`feed`]: supplier feed keys, rows and the streaming CSV / JSON Lines reader.
 //! - [`channels`]: channel configuration, figures and the channel message.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
-//! - [`domain`]: the checked types (SKU, location, quantity, reasons, actors).
-//! - [`feed`]: supplier feed keys and the streaming CSV / JSON Lines row reader.
-//! - [`order`]: sale webhooks (Shopify and generic) parsed into an [`order::Order`].
-//! - [`returns`]: return webhooks (Shopify refunds and the generic event) parsed into a [`returns::Return`].
+//! - [`order`]: sale webhooks (Shopify and generic) parsed into a [`sale::Order`].
 //! - [`signature`]: webhook HMAC checks.
-//! - [`store`]: the DynamoDB stock store, where every sale, return and adjustment is decided.
+//! - [`keys`]: every key of the stock table.
+//! - [`store`]: the DynamoDB stock store.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
 
+pub mod adjustment;
 pub mod alerts;
 pub mod api;
 pub mod channels;
@@ -19,8 +24,11 @@ pub mod config;
 pub mod consumer;
 pub mod domain;
 pub mod feed;
+pub mod keys;
+pub mod level;
 pub mod order;
 pub mod returns;
+pub mod sale;
 pub mod signature;
 pub mod store;
 
@@ -33,8 +41,8 @@ pub use aws_lambda_events;
 pub use aws_sdk_dynamodb;
 pub use aws_sdk_sqs;
 
-/// Every binary that links the library allocates with mimalloc: a webhook is
-/// thousands of small allocations (the SDK's request builders, JSON), where
-/// glibc's allocator spent about 40 % of the handler's CPU (`make bench`).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+/// A stable fingerprint of some text: hex SHA-256.
+pub(crate) fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}

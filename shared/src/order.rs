@@ -3,47 +3,11 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::LocationRules;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
-
-/// One line to take stock for, after location resolution and merging.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderLine {
-    pub sku: Sku,
-    pub location: Location,
-    pub quantity: Quantity,
-}
-
-/// A line the webhook carried that holds no stock (no SKU: a gift card, a custom item).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SkippedLine {
-    /// Zero-based position in the webhook's line list.
-    pub index: usize,
-    pub reason: String,
-}
-
-/// A sale, whatever platform sent it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
-    /// Shop domain (Shopify) or channel (generic): with `order_id` it keys the receipt.
-    pub source: String,
-    pub order_id: String,
-    pub channel: String,
-    /// Lines merged by (sku, location), in order of first appearance.
-    pub lines: Vec<OrderLine>,
-    pub skipped: Vec<SkippedLine>,
-}
-
-impl Order {
-    /// The idempotency key: the same shop and order id is the same order,
-    /// whatever topic or webhook id delivered it.
-    pub fn receipt_key(&self) -> String {
-        format!("{}#{}", self.source, self.order_id)
-    }
-}
+use crate::sale::{Order, OrderLine, SkippedLine};
 
 pub(crate) fn parse_json(body: &[u8]) -> Result<Value, InvalidInput> {
     let v: Value = serde_json::from_slice(body)

@@ -15,8 +15,8 @@
 //! answer back through `ReturnValuesOnConditionCheckFailure=ALL_OLD`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
@@ -25,23 +25,20 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
-use base64::Engine;
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
+use crate::adjustment::{AdjustError, AdjustResult, Adjustment, AdjustmentOutcome, Change};
 use crate::clock;
-use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
-use crate::order::{Order, OrderLine, SkippedLine};
+use crate::domain::Actor;
+use crate::domain::{Location, ReasonCode, Sku};
+use crate::keys;
+use crate::level::{LedgerEntry, LedgerPage, LevelView};
+use crate::sale::{Expect, LevelHints, LineResult, Order, OrderLine, SaleOutcome, SaleStatus};
 
 mod fanout;
 mod feed;
 mod returns;
 pub use fanout::Published;
-pub use feed::{
-    ChunkResult, ChunkSummary, FeedEffect, FeedRowInput, FeedSource, FeedState, LocationStats,
-    ROWS_PER_FEED_CHUNK,
-};
-pub use returns::{ReturnLineResult, ReturnOutcome, ReturnStatus, LINES_PER_RETURN_TRANSACTION};
+pub use returns::LINES_PER_RETURN_TRANSACTION;
 
 /// DynamoDB's limit on actions in one TransactWriteItems.
 pub const MAX_TRANSACTION_ACTIONS: usize = 100;
@@ -50,10 +47,6 @@ pub const MAX_TRANSACTION_ACTIONS: usize = 100;
 pub const LINES_PER_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 2;
 /// Attempts at one transaction before giving up under contention.
 const MAX_ATTEMPTS: u32 = 12;
-/// How long a level's last seen figure shapes the first attempt at a sale.
-const HINT_TTL: Duration = Duration::from_secs(30);
-/// Levels an instance remembers at most (a few hundred KiB).
-const HINT_CAPACITY: usize = 4096;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -138,277 +131,9 @@ fn stamp_values(line_sku: &Sku, loc: &Location, now: &str, reason: ReasonCode, r
     ])
 }
 
-/// What one sale line expects to find, refined from what a failed attempt saw.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// Enough stock for the whole line: `available >= requested`.
-    Covers,
-    /// Less than requested: take all of it, `available = n`.
-    Exactly(i64),
-    /// No level for this SKU and location.
-    Missing,
-}
-
-impl Expect {
-    fn take(self, requested: i64) -> i64 {
-        match self {
-            Expect::Covers => requested,
-            Expect::Exactly(a) => a.clamp(0, requested),
-            Expect::Missing => 0,
-        }
-    }
-
-    /// What a failed condition's old image says to expect next time.
-    fn from_seen(seen: Option<&Item>, requested: i64) -> Self {
-        Self::from_available(seen.and_then(|i| get_n(i, "available")), requested)
-    }
-
-    /// What to expect of a level last seen with `available` (`None`: no level).
-    fn from_available(available: Option<i64>, requested: i64) -> Self {
-        match available {
-            None => Expect::Missing,
-            Some(a) if a >= requested => Expect::Covers,
-            Some(a) => Expect::Exactly(a.max(0)),
-        }
-    }
-}
-
-/// What this instance last saw of levels a sale could not fully cover:
-/// `available` (or no level at all) and when. A sale's first attempt
-/// expects that again, so during a sell-out an order records its shortage
-/// in one transaction instead of a failed attempt and a second one. A hint
-/// only shapes the attempt's conditions: if the level has changed since,
-/// the condition fails, the old image refines the expectation and the
-/// attempt is retried, exactly as without a hint.
-#[derive(Debug, Default)]
-struct LevelHints {
-    seen: Mutex<HashMap<String, (Option<i64>, Instant)>>,
-}
-
-impl LevelHints {
-    fn key(line: &OrderLine) -> String {
-        format!("{}\u{0}{}", line.sku, line.location)
-    }
-
-    fn seen(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Option<i64>, Instant)>> {
-        // A panic elsewhere cannot leave a hint half-written: use it as is.
-        self.seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// The expectation for a line's first attempt: covered unless a recent
-    /// hint says otherwise.
-    fn expect(&self, line: &OrderLine) -> Expect {
-        match self.seen().get(&Self::key(line)) {
-            Some((available, at)) if at.elapsed() < HINT_TTL => {
-                Expect::from_available(*available, line.quantity.as_i64())
-            }
-            _ => Expect::Covers,
-        }
-    }
-
-    fn learn(&self, line: &OrderLine, available: Option<i64>) {
-        let mut seen = self.seen();
-        if seen.len() >= HINT_CAPACITY {
-            seen.retain(|_, (_, at)| at.elapsed() < HINT_TTL);
-            if seen.len() >= HINT_CAPACITY {
-                seen.clear();
-            }
-        }
-        seen.insert(Self::key(line), (available, Instant::now()));
-    }
-
-    fn forget(&self, line: &OrderLine) {
-        self.seen().remove(&Self::key(line));
-    }
-
-    /// After a committed attempt: a line that took all there was (or found
-    /// no level) leaves the level at zero (or still missing); a covered one
-    /// says nothing about what is left.
-    fn committed(&self, chunk: &[OrderLine], expects: &[Expect]) {
-        for (line, expect) in chunk.iter().zip(expects) {
-            match expect {
-                Expect::Covers => self.forget(line),
-                Expect::Exactly(_) => self.learn(line, Some(0)),
-                Expect::Missing => self.learn(line, None),
-            }
-        }
-    }
-}
-
-/// The outcome of one sale line, as stored on the receipt and answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LineResult {
-    pub sku: String,
-    pub location: String,
-    pub requested: u32,
-    pub taken: u32,
-    pub short: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SaleStatus {
-    Applied,
-    Oversold,
-    Duplicate,
-}
-
-/// The answer to a sale webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct SaleOutcome {
-    pub order: String,
-    pub status: SaleStatus,
-    pub lines: Vec<LineResult>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<SkippedLine>,
-}
-
-impl SaleOutcome {
-    /// Units the platform sold that the master count could not cover.
-    pub fn short_units(&self) -> u32 {
-        self.lines.iter().map(|l| l.short).sum()
-    }
-}
-
 enum ChunkOutcome {
     Applied(Vec<LineResult>),
     Duplicate(Vec<LineResult>),
-}
-
-/// One stock level as the stock API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LevelView {
-    pub location: String,
-    pub available: i64,
-    /// Units returned damaged: counted here, never sellable.
-    pub damaged: i64,
-    pub version: i64,
-    pub updated_at: String,
-    pub last_reason: Option<String>,
-    pub last_reference: Option<String>,
-}
-
-/// One movement in a SKU's ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LedgerEntry {
-    pub at: String,
-    pub sku: String,
-    pub location: String,
-    /// Change to `available`.
-    pub delta: i64,
-    pub reason: String,
-    pub reference: String,
-    pub actor: String,
-    /// Change to the damaged count (returns of damaged goods).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub damaged: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requested: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub short: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub before: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub after: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub document: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-/// A page of the ledger, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LedgerPage {
-    pub sku: String,
-    pub entries: Vec<LedgerEntry>,
-    /// Pass as `?cursor=` for the next (older) page; absent on the last page.
-    pub next: Option<String>,
-}
-
-/// How a manual adjustment changes a level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Change {
-    /// Add (or with a negative number, remove) units.
-    Delta(i64),
-    /// Set the figure to an absolute count.
-    Set(i64),
-}
-
-/// A manual, audited adjustment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Adjustment {
-    pub sku: Sku,
-    pub location: Location,
-    pub change: Change,
-    /// Compare-and-set: apply only if the level shows exactly this figure.
-    pub expected: Option<i64>,
-    pub reason: ReasonCode,
-    pub actor: Actor,
-    pub note: Option<String>,
-    pub document: Option<DocumentRef>,
-    /// The caller's `Idempotency-Key`, if any.
-    pub idempotency_key: Option<String>,
-}
-
-impl Adjustment {
-    /// A fingerprint of what was asked, so a reused key with another request is caught.
-    fn fingerprint(&self) -> String {
-        let change = match self.change {
-            Change::Delta(d) => format!("delta:{d}"),
-            Change::Set(v) => format!("set:{v}"),
-        };
-        hash(&format!(
-            "{}\n{}\n{}\n{:?}\n{}\n{}\n{:?}\n{:?}",
-            self.sku,
-            self.location,
-            change,
-            self.expected,
-            self.reason,
-            self.actor.as_str(),
-            self.note,
-            self.document.as_ref().map(DocumentRef::as_str)
-        ))
-    }
-}
-
-/// The answer to an applied adjustment (also replayed for a repeated key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdjustmentOutcome {
-    pub adjustment: String,
-    pub sku: String,
-    pub location: String,
-    pub reason: String,
-    pub delta: i64,
-    pub before: i64,
-    pub available: i64,
-    pub version: i64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AdjustError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("expected {expected} available but the level shows {current}")]
-    ExpectedMismatch { expected: i64, current: i64 },
-    #[error("the change would take the level below zero: {current} available, change {delta}")]
-    BelowZero { current: i64, delta: i64 },
-    #[error("this Idempotency-Key was already used for a different adjustment")]
-    KeyReused,
-}
-
-impl From<aws_sdk_dynamodb::error::BuildError> for AdjustError {
-    fn from(e: aws_sdk_dynamodb::error::BuildError) -> Self {
-        AdjustError::Store(e.into())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AdjustResult {
-    Applied(AdjustmentOutcome),
-    /// The same `Idempotency-Key` and request were seen before: the original answer.
-    Replayed(AdjustmentOutcome),
 }
 
 /// What identifies one chunk of an order in the store: its ledger
@@ -435,7 +160,7 @@ impl SaleKeys {
 }
 
 fn hash(text: &str) -> String {
-    hex::encode(Sha256::digest(text.as_bytes()))
+    crate::sha256_hex(text)
 }
 
 fn failed_condition(r: Option<&CancellationReason>) -> bool {
@@ -623,7 +348,10 @@ impl StockStore {
                 let reason = reasons.get(1 + 2 * i);
                 if failed_condition(reason) {
                     let seen = reason.and_then(CancellationReason::item);
-                    expects[i] = Expect::from_seen(seen, line.quantity.as_i64());
+                    expects[i] = Expect::from_available(
+                        seen.and_then(|i| get_n(i, "available")),
+                        line.quantity.as_i64(),
+                    );
                     self.hints.learn(line, seen.and_then(|i| get_n(i, "available")));
                     refined = true;
                 }
@@ -844,6 +572,7 @@ impl StockStore {
                     updated_at: get_s(item, "updated_at").unwrap_or_default().to_owned(),
                     last_reason: get_s(item, "last_reason").map(str::to_owned),
                     last_reference: get_s(item, "last_reference").map(str::to_owned),
+                    ..LevelView::default()
                 });
             }
             match out.last_evaluated_key() {
@@ -898,7 +627,7 @@ impl StockStore {
         let next = out
             .last_evaluated_key()
             .and_then(|k| get_s(k, "sk"))
-            .map(encode_cursor);
+            .map(keys::encode_cursor);
         Ok(LedgerPage {
             sku: sku.to_string(),
             entries,
@@ -1000,7 +729,8 @@ impl StockStore {
                         .condition_expression(condition)
                         .set_expression_attribute_names(Some(names))
                         .set_expression_attribute_values(Some(values))
-                        .build()?,
+                        .build()
+                        .map_err(StoreError::from)?,
                 )
                 .build()];
             items.push(self.ledger_put(
@@ -1058,67 +788,9 @@ fn replay(item: &Item, fingerprint: &str) -> Result<AdjustResult, AdjustError> {
     Ok(AdjustResult::Replayed(outcome))
 }
 
-/// Ledger cursors are opaque to callers: the sort key, base64url-encoded.
-fn encode_cursor(sk: &str) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk)
-}
-
-/// Decodes a cursor from [`LedgerPage::next`]; `None` if it is not one of ours.
-pub fn decode_cursor(cursor: &str) -> Option<String> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()?;
-    String::from_utf8(raw).ok().filter(|sk| sk.starts_with("LEDGER#"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn expectation_refines_from_the_old_image() {
-        let item = |a: i64| HashMap::from([("available".to_owned(), n(a))]);
-        assert_eq!(Expect::from_seen(None, 3), Expect::Missing);
-        assert_eq!(Expect::from_seen(Some(&item(5)), 3), Expect::Covers);
-        assert_eq!(Expect::from_seen(Some(&item(2)), 3), Expect::Exactly(2));
-        assert_eq!(Expect::from_seen(Some(&item(-1)), 3), Expect::Exactly(0));
-        assert_eq!(Expect::Covers.take(3), 3);
-        assert_eq!(Expect::Exactly(2).take(3), 2);
-        assert_eq!(Expect::Missing.take(3), 0);
-    }
-
-    #[test]
-    fn level_hints_shape_only_the_first_attempt_and_stay_bounded() {
-        let line = |sku: &str, q: i64| OrderLine {
-            sku: Sku::parse(sku).unwrap(),
-            location: Location::parse("warehouse").unwrap(),
-            quantity: crate::domain::Quantity::new(q).unwrap(),
-        };
-        let hints = LevelHints::default();
-        let (a, b) = (line("A", 3), line("B", 1));
-        assert_eq!(hints.expect(&a), Expect::Covers);
-        hints.learn(&a, Some(2));
-        hints.learn(&b, None);
-        assert_eq!(hints.expect(&a), Expect::Exactly(2));
-        assert_eq!(hints.expect(&line("A", 2)), Expect::Covers);
-        assert_eq!(hints.expect(&b), Expect::Missing);
-        // Another location of the same SKU knows nothing.
-        let elsewhere = OrderLine {
-            location: Location::parse("downtown").unwrap(),
-            ..a.clone()
-        };
-        assert_eq!(hints.expect(&elsewhere), Expect::Covers);
-        // Taking all there was leaves zero; a covered line forgets.
-        hints.committed(&[a.clone(), b.clone()], &[Expect::Exactly(2), Expect::Missing]);
-        assert_eq!(hints.expect(&a), Expect::Exactly(0));
-        assert_eq!(hints.expect(&b), Expect::Missing);
-        hints.committed(std::slice::from_ref(&a), &[Expect::Covers]);
-        assert_eq!(hints.expect(&a), Expect::Covers);
-        for i in 0..HINT_CAPACITY + 10 {
-            hints.learn(&line(&format!("S{i}"), 1), Some(0));
-        }
-        assert!(hints.seen().len() <= HINT_CAPACITY);
-    }
 
     #[test]
     fn a_planned_sale_takes_each_line_only_if_covered_and_records_it() {
@@ -1163,13 +835,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn cursors_round_trip_and_reject_foreign_values() {
-        let sk = "LEDGER#2026-11-22T10:00:00.000000Z#order:s/1#0.0";
-        assert_eq!(decode_cursor(&encode_cursor(sk)).as_deref(), Some(sk));
-        assert_eq!(decode_cursor(&encode_cursor("RECEIPT#x")), None);
-        assert_eq!(decode_cursor("!!!"), None);
     }
 }

@@ -390,8 +390,8 @@ impl TestStack {
 
     /// Sets a level to an absolute figure through the stock API's store.
     pub async fn seed(&self, sku: &str, location: &str, available: i64) {
+        use stockroom::adjustment::{Adjustment, Change};
         use stockroom::domain::{Actor, ReasonCode, Sku};
-        use stockroom::store::{Adjustment, Change};
         self.store()
             .adjust(&Adjustment {
                 sku: Sku::parse(sku).expect("sku"),

@@ -7,9 +7,9 @@ use lambda_http::{Body, Request, Response};
 use stockroom::api::{self, header, Refusal};
 use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
-use stockroom::returns::{self, Return, DEFAULT_RETURN_SOURCE};
+use stockroom::returns::{self, Return, ReturnStatus, DEFAULT_RETURN_SOURCE};
 use stockroom::signature::{self, Sender, WebhookSecrets};
-use stockroom::store::{ReturnStatus, StockStore, StoreError};
+use stockroom::store::{StockStore, StoreError};
 
 /// Shopify topics that mean "a refund was processed".
 const RETURN_TOPICS: &[&str] = &["refunds/create"];

@@ -10,9 +10,10 @@ use stockroom::alerts;
 use stockroom::api::{self, header, Refusal};
 use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
-use stockroom::order::{self, Order};
+use stockroom::order;
+use stockroom::sale::{Order, SaleOutcome, SaleStatus};
 use stockroom::signature::{self, Sender, WebhookSecrets};
-use stockroom::store::{SaleOutcome, SaleStatus, StockStore, StoreError};
+use stockroom::store::{StockStore, StoreError};
 
 /// Shopify topics that mean "stock left with a sale". Both may arrive for
 /// one order; the receipt (shop + order id) makes the second a duplicate.

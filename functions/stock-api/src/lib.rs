@@ -8,12 +8,12 @@ use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{json, Value};
+use stockroom::adjustment::{AdjustError, AdjustResult, Adjustment, Change};
 use stockroom::api::{self, header, percent_decode, MAX_BODY_BYTES};
 use stockroom::config::{self, Config, ConfigError};
 use stockroom::domain::{Actor, DocumentRef, InvalidInput, Location, ReasonCode, Sku};
-use stockroom::store::{
-    decode_cursor, AdjustError, AdjustResult, Adjustment, Change, StockStore, StoreError,
-};
+use stockroom::keys::decode_cursor;
+use stockroom::store::{StockStore, StoreError};
 
 /// Largest page of ledger entries one call returns.
 pub const MAX_LEDGER_PAGE: i32 = 200;

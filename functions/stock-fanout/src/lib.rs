@@ -21,7 +21,8 @@ use stockroom::alerts::{Alerts, OversellAlert};
 use stockroom::channels::{self, Channel, ChannelMessage, Channels};
 use stockroom::config::{self, Config, ConfigError};
 use stockroom::domain::Sku;
-use stockroom::store::{LineResult, Published, StockStore, StoreError};
+use stockroom::sale::LineResult;
+use stockroom::store::{Published, StockStore, StoreError};
 
 /// SKUs published at once within a batch.
 const CONCURRENCY: usize = 8;

@@ -19,10 +19,8 @@ use stockroom::alerts::{self, Alerts};
 use stockroom::config::{self, Config, ConfigError};
 use stockroom::domain::Location;
 use stockroom::feed::{self, FeedError, FeedItem, FeedKey, FeedKind, FeedReader, ReadOptions, RejectedRow};
-use stockroom::store::{
-    ChunkSummary, FeedEffect, FeedRowInput, FeedSource, FeedState, StockStore, StoreError,
-    ROWS_PER_FEED_CHUNK,
-};
+use stockroom::feed::{ChunkSummary, FeedEffect, FeedRowInput, FeedSource, FeedState, ROWS_PER_FEED_CHUNK};
+use stockroom::store::{StockStore, StoreError};
 use tokio::time::Instant;
 
 /// Object metadata that releases a held stock file: its value is the ETag.

@@ -15,100 +15,17 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, TransactWriteItem, Update};
-use serde::{Deserialize, Serialize};
-
 use super::{
-    backoff, failed_condition, get_n, get_s, level_key, level_names, n, s, stamp_values, Item, LedgerEntry,
-    StockStore, StoreError, LEVEL_STAMP, MAX_ATTEMPTS,
+    backoff, failed_condition, get_n, get_s, level_key, level_names, n, s, stamp_values, Item, StockStore,
+    StoreError, LEVEL_STAMP, MAX_ATTEMPTS,
 };
 use crate::clock;
-use crate::domain::{Actor, Location, ReasonCode, Sku};
-
-/// Valid rows per transaction: a level action and a ledger entry each, plus the receipt.
-pub const ROWS_PER_FEED_CHUNK: usize = 49;
-
-/// The object feed rows come from. Its identity (bucket, key, version or
-/// ETag) keys every row's effect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedSource {
-    pub bucket: String,
-    pub key: String,
-    /// The object's version id, or its ETag when the bucket is not versioned.
-    pub version: String,
-    /// The supplier named in the key: the ledger's actor is `supplier:<name>`.
-    pub supplier: String,
-}
-
-fn uri_escape(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for b in raw.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-impl FeedSource {
-    /// The identity used in receipts and on counted levels.
-    pub fn id(&self) -> String {
-        format!(
-            "s3://{}/{}?version={}",
-            self.bucket,
-            uri_escape(&self.key),
-            uri_escape(&self.version)
-        )
-    }
-
-    /// The reference of one row, as the ledger shows it.
-    pub fn reference(&self, line: u64) -> String {
-        format!("{}#line={line}", self.id())
-    }
-
-    pub fn actor(&self) -> Actor {
-        Actor::system(&format!("supplier:{}", self.supplier))
-    }
-}
-
-/// What a feed row does to its level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedEffect {
-    /// A delivery: add the quantity.
-    Add,
-    /// A stock count: set the figure as of the row's time.
-    Count,
-}
-
-/// One valid row, ready to apply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedRowInput {
-    pub line: u64,
-    pub sku: Sku,
-    pub location: Location,
-    pub quantity: u32,
-    /// When the count was taken (counts only), in [`clock`] format.
-    pub as_of: String,
-}
-
-/// What became of one chunk's rows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChunkSummary {
-    pub applied: u64,
-    pub stale: u64,
-    pub duplicates: u64,
-    /// (line, reason) of rows the store refused (contradictory counts).
-    pub rejected: Vec<(u64, String)>,
-}
-
-/// A chunk's result: its summary, and whether it had been applied before.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkResult {
-    pub summary: ChunkSummary,
-    pub replayed: bool,
-}
+use crate::domain::{Location, ReasonCode, Sku};
+use crate::feed::{
+    ChunkResult, ChunkSummary, FeedEffect, FeedRowInput, FeedSource, FeedState, LocationStats,
+};
+use crate::level::LedgerEntry;
+use aws_sdk_dynamodb::types::{CancellationReason, KeysAndAttributes, TransactWriteItem, Update};
 
 /// A level as a count needs it.
 #[derive(Debug, Clone, Default)]
@@ -145,29 +62,6 @@ enum CountPlan {
     Duplicate,
     Contradictory(String),
     Set { before: i64, after: i64, moved: i64 },
-}
-
-/// Where an object's import stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum FeedState {
-    /// Chunks before `next_chunk` are applied; an import resumes there.
-    InProgress {
-        next_chunk: u64,
-        invocations: u32,
-        started_at: String,
-    },
-    /// Not applied: the safety checks refused it until it is released.
-    Held { reason: String },
-    /// Every row was applied, rejected or skipped; the report is written.
-    Done { report: String },
-}
-
-/// A location's SKUs and their total available units.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LocationStats {
-    pub skus: u64,
-    pub available: i64,
 }
 
 impl StockStore {

@@ -10,140 +10,27 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{
-    CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
-use serde::{Deserialize, Serialize};
-
 use super::{
     backoff, failed_condition, get_n, get_s, hash, level_key, level_names, n, s, stamp_values, Item,
-    LedgerEntry, LineResult, StockStore, StoreError, LEVEL_STAMP, MAX_ATTEMPTS, MAX_TRANSACTION_ACTIONS,
+    StockStore, StoreError, LEVEL_STAMP, MAX_ATTEMPTS, MAX_TRANSACTION_ACTIONS,
 };
 use crate::clock;
 use crate::domain::{Actor, ReasonCode, Sku};
-use crate::order::SkippedLine;
-use crate::returns::{Return, ReturnLine};
-
-/// Return lines per transaction: a level update, a ledger entry and at most
-/// one cancel counter each, plus the receipt.
-pub const LINES_PER_RETURN_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 3;
-
-/// The outcome of one returned SKU at one location, as stored and answered.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReturnLineResult {
-    pub sku: String,
-    pub location: String,
-    /// Every unit the return carried for this SKU and location.
-    pub quantity: u32,
-    /// Units put back into `available`.
-    pub restocked: u32,
-    /// Units added to the damaged count.
-    pub damaged: u32,
-    /// Why some units did not go back, when that is so.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub note: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ReturnStatus {
-    /// Stock moved.
-    Applied,
-    /// This return was processed before: nothing changed; the original lines.
-    Duplicate,
-    /// Recorded, but nothing goes back on the shelf (e.g. `no_restock`).
-    NothingToRestock,
-}
-
-/// The answer to a return webhook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ReturnOutcome {
-    #[serde(rename = "return")]
-    pub return_id: String,
-    pub status: ReturnStatus,
-    pub lines: Vec<ReturnLineResult>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub skipped: Vec<SkippedLine>,
-}
-
-impl ReturnOutcome {
-    pub fn restocked_units(&self) -> u32 {
-        self.lines.iter().map(|l| l.restocked).sum()
-    }
-
-    pub fn damaged_units(&self) -> u32 {
-        self.lines.iter().map(|l| l.damaged).sum()
-    }
-}
+use crate::level::LedgerEntry;
+use crate::returns::{plan, CancelBook, Return, ReturnLine, ReturnLineResult, ReturnOutcome, ReturnStatus};
+use crate::sale::LineResult;
+use aws_sdk_dynamodb::types::{
+    CancellationReason, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 enum Chunk {
     Applied(Vec<ReturnLineResult>),
     Duplicate(Vec<ReturnLineResult>),
 }
 
-/// What Stockroom's record of the refunded order allows a cancel to put back.
-#[derive(Debug, Default)]
-struct CancelBook {
-    /// Units the recorded sale took, per SKU.
-    taken: HashMap<Sku, i64>,
-    /// Units earlier cancels put back, per SKU (`None`: no counter yet).
-    done: HashMap<Sku, Option<i64>>,
-}
-
-impl CancelBook {
-    fn remaining(&self, sku: &Sku) -> i64 {
-        let taken = self.taken.get(sku).copied().unwrap_or(0);
-        let done = self.done.get(sku).copied().flatten().unwrap_or(0);
-        (taken - done).max(0)
-    }
-}
-
-/// One line's plan: what goes where, and why the rest does not.
-struct Planned {
-    result: ReturnLineResult,
-    cancel_restocked: u32,
-}
-
-fn plan(chunk: &[ReturnLine], book: Option<&CancelBook>, order: Option<&str>) -> Vec<Planned> {
-    let mut left: HashMap<&Sku, i64> = HashMap::new();
-    chunk
-        .iter()
-        .map(|l| {
-            let u = l.units;
-            let cancel_restocked = match book {
-                None => u.cancelled,
-                Some(book) => {
-                    let left = left.entry(&l.sku).or_insert_with(|| book.remaining(&l.sku));
-                    let take = i64::from(u.cancelled).min(*left);
-                    *left -= take;
-                    take as u32
-                }
-            };
-            let mut notes = Vec::new();
-            if cancel_restocked < u.cancelled {
-                notes.push(format!(
-                    "{} cancelled unit(s) not restocked: order {} took only what it could from stock",
-                    u.cancelled - cancel_restocked,
-                    order.unwrap_or("?")
-                ));
-            }
-            if u.not_restocked > 0 {
-                notes.push(format!("{} unit(s) refunded without restock", u.not_restocked));
-            }
-            Planned {
-                result: ReturnLineResult {
-                    sku: l.sku.to_string(),
-                    location: l.location.to_string(),
-                    quantity: u.total(),
-                    restocked: u.resellable + cancel_restocked,
-                    damaged: u.damaged,
-                    note: (!notes.is_empty()).then(|| notes.join("; ")),
-                },
-                cancel_restocked,
-            }
-        })
-        .collect()
-}
+/// Return lines per transaction: a level update, a ledger entry and at most
+/// one cancel counter each, plus the receipt.
+pub const LINES_PER_RETURN_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 3;
 
 impl StockStore {
     /// Applies a processed return: resellable units go back to `available`,
@@ -427,68 +314,5 @@ impl StockStore {
                     .build()?,
             )
             .build())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::Location;
-    use crate::returns::Units;
-
-    fn line(sku: &str, loc: &str, units: Units) -> ReturnLine {
-        ReturnLine {
-            sku: Sku::parse(sku).unwrap(),
-            location: Location::parse(loc).unwrap(),
-            units,
-        }
-    }
-
-    #[test]
-    fn cancels_restock_at_most_what_the_order_took_across_lines() {
-        let cancel = |n| Units {
-            cancelled: n,
-            ..Units::default()
-        };
-        let chunk = [
-            line("JKT", "warehouse", cancel(2)),
-            line("JKT", "downtown", cancel(2)),
-            line(
-                "CAP",
-                "warehouse",
-                Units {
-                    resellable: 1,
-                    not_restocked: 1,
-                    ..Units::default()
-                },
-            ),
-        ];
-        let mut book = CancelBook::default();
-        book.taken.insert(Sku::parse("JKT").unwrap(), 3);
-        book.done.insert(Sku::parse("JKT").unwrap(), Some(0));
-        let p = plan(&chunk, Some(&book), Some("1001"));
-        let got: Vec<_> = p
-            .iter()
-            .map(|p| (p.result.restocked, p.cancel_restocked))
-            .collect();
-        assert_eq!(got, vec![(2, 2), (1, 1), (1, 0)]);
-        assert!(p[1]
-            .result
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("1 cancelled unit(s) not restocked"));
-        assert!(p[2]
-            .result
-            .note
-            .as_deref()
-            .unwrap()
-            .contains("refunded without restock"));
-        // Without a record of the order, a cancel restocks what the refund says.
-        let p = plan(&chunk, None, Some("1001"));
-        assert_eq!(p[1].result.restocked, 2);
-        // Earlier cancels count against the sale.
-        book.done.insert(Sku::parse("JKT").unwrap(), Some(3));
-        assert_eq!(plan(&chunk, Some(&book), None)[0].result.restocked, 0);
     }
 }

@@ -1,11 +1,5 @@
-//! Supplier feeds: the object key, and a streaming reader that turns a CSV
-//! or JSON Lines file into valid rows and rejected rows, one at a time,
-//! with bounded memory whatever the file's size.
-//!
-//! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
-//! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
-//! name, case-insensitive, in any order; unknown ones are ignored: `sku`,
-//! `quantity`, optional `location`, and for stock files optional `as_of`.
+//! The streaming reader: a CSV or JSON Lines file into valid rows and
+//! rejected rows, one at a time, with bounded memory whatever the file's size.
 
 use std::collections::HashMap;
 
@@ -14,6 +8,7 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt};
 
+use super::{FeedError, FeedFormat, FeedKind};
 use crate::clock;
 use crate::domain::{Location, Quantity, Sku};
 
@@ -21,103 +16,6 @@ use crate::domain::{Location, Quantity, Sku};
 pub const MAX_ROW_BYTES: usize = 64 * 1024;
 /// How much of a rejected row's text the reject report keeps.
 const RAW_KEPT: usize = 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FeedError {
-    /// The key is not `feeds/<supplier>/<kind>/<name>.<csv|jsonl>`.
-    #[error("not a feed key: {0}")]
-    Key(String),
-    /// The file cannot be read as a feed at all (not a retryable problem).
-    #[error("unreadable feed: {0}")]
-    Unreadable(String),
-    /// Reading the object failed (worth a retry).
-    #[error("reading the feed failed: {0}")]
-    Read(#[from] std::io::Error),
-}
-
-/// What a feed file says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedKind {
-    /// Goods received: each row adds.
-    Deliveries,
-    /// The supplier's own count: each row sets the figure, as of a time.
-    Stock,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedFormat {
-    Csv,
-    JsonLines,
-}
-
-/// A feed object's key, decoded and checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedKey {
-    pub supplier: Location,
-    pub kind: FeedKind,
-    pub format: FeedFormat,
-    /// The decoded key as a whole.
-    pub key: String,
-}
-
-/// Decodes an object key as S3 event notifications carry it: `+` is a
-/// space, `%XX` an escaped byte.
-pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| FeedError::Key(format!("bad escape in {raw:?}")))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(out).map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
-}
-
-impl FeedKey {
-    /// Parses a decoded key.
-    pub fn parse(key: &str) -> Result<Self, FeedError> {
-        let bad = |why: &str| FeedError::Key(format!("{key:?}: {why}"));
-        let mut parts = key.splitn(4, '/');
-        let (Some("feeds"), Some(supplier), Some(kind), Some(name)) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(bad("expected feeds/<supplier>/<kind>/<name>"));
-        };
-        let supplier = Location::parse(supplier)
-            .map_err(|_| bad("the supplier must be a slug of a-z, 0-9, '-' or '_'"))?;
-        let kind = match kind {
-            "deliveries" => FeedKind::Deliveries,
-            "stock" => FeedKind::Stock,
-            _ => return Err(bad("the kind must be deliveries or stock")),
-        };
-        let lower = name.to_ascii_lowercase();
-        let format = if lower.ends_with(".csv") {
-            FeedFormat::Csv
-        } else if lower.ends_with(".jsonl") {
-            FeedFormat::JsonLines
-        } else {
-            return Err(bad("the name must end in .csv or .jsonl"));
-        };
-        Ok(Self {
-            supplier,
-            kind,
-            format,
-            key: key.to_owned(),
-        })
-    }
-}
 
 /// What a reader needs to know besides the bytes.
 #[derive(Debug, Clone)]
@@ -458,6 +356,7 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feed::{decode_s3_key, FeedKey};
 
     fn options(kind: FeedKind) -> ReadOptions {
         ReadOptions {

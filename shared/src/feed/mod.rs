@@ -1,0 +1,220 @@
+//! Supplier feeds: the object key, and a streaming reader that turns a CSV
+//! or JSON Lines file into valid rows and rejected rows, one at a time,
+//! with bounded memory whatever the file's size.
+//!
+//! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
+//! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
+//! name, case-insensitive, in any order; unknown ones are ignored: `sku`,
+//! `quantity`, optional `location`, and for stock files optional `as_of`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Actor, Location, Sku};
+
+mod reader;
+pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    /// The key is not `feeds/<supplier>/<kind>/<name>.<csv|jsonl>`.
+    #[error("not a feed key: {0}")]
+    Key(String),
+    /// The file cannot be read as a feed at all (not a retryable problem).
+    #[error("unreadable feed: {0}")]
+    Unreadable(String),
+    /// Reading the object failed (worth a retry).
+    #[error("reading the feed failed: {0}")]
+    Read(#[from] std::io::Error),
+}
+
+/// What a feed file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    /// Goods received: each row adds.
+    Deliveries,
+    /// The supplier's own count: each row sets the figure, as of a time.
+    Stock,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedFormat {
+    Csv,
+    JsonLines,
+}
+
+/// A feed object's key, decoded and checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedKey {
+    pub supplier: Location,
+    pub kind: FeedKind,
+    pub format: FeedFormat,
+    /// The decoded key as a whole.
+    pub key: String,
+}
+
+/// Decodes an object key as S3 event notifications carry it: `+` is a
+/// space, `%XX` an escaped byte.
+pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| FeedError::Key(format!("bad escape in {raw:?}")))?;
+                out.push(hex);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
+}
+
+impl FeedKey {
+    /// Parses a decoded key.
+    pub fn parse(key: &str) -> Result<Self, FeedError> {
+        let bad = |why: &str| FeedError::Key(format!("{key:?}: {why}"));
+        let mut parts = key.splitn(4, '/');
+        let (Some("feeds"), Some(supplier), Some(kind), Some(name)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("expected feeds/<supplier>/<kind>/<name>"));
+        };
+        let supplier = Location::parse(supplier)
+            .map_err(|_| bad("the supplier must be a slug of a-z, 0-9, '-' or '_'"))?;
+        let kind = match kind {
+            "deliveries" => FeedKind::Deliveries,
+            "stock" => FeedKind::Stock,
+            _ => return Err(bad("the kind must be deliveries or stock")),
+        };
+        let lower = name.to_ascii_lowercase();
+        let format = if lower.ends_with(".csv") {
+            FeedFormat::Csv
+        } else if lower.ends_with(".jsonl") {
+            FeedFormat::JsonLines
+        } else {
+            return Err(bad("the name must end in .csv or .jsonl"));
+        };
+        Ok(Self {
+            supplier,
+            kind,
+            format,
+            key: key.to_owned(),
+        })
+    }
+}
+
+/// Valid rows per transaction: a level action and a ledger entry each, plus the receipt.
+pub const ROWS_PER_FEED_CHUNK: usize = 49;
+
+/// The object feed rows come from. Its identity (bucket, key, version or
+/// ETag) keys every row's effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedSource {
+    pub bucket: String,
+    pub key: String,
+    /// The object's version id, or its ETag when the bucket is not versioned.
+    pub version: String,
+    /// The supplier named in the key: the ledger's actor is `supplier:<name>`.
+    pub supplier: String,
+}
+
+/// What a key or version keeps as is in an `s3://` reference: unreserved characters and `/`.
+const URI_KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
+
+fn uri_escape(raw: &str) -> String {
+    percent_encoding::utf8_percent_encode(raw, URI_KEEP).to_string()
+}
+
+impl FeedSource {
+    /// The identity used in receipts and on counted levels.
+    pub fn id(&self) -> String {
+        format!(
+            "s3://{}/{}?version={}",
+            self.bucket,
+            uri_escape(&self.key),
+            uri_escape(&self.version)
+        )
+    }
+
+    /// The reference of one row, as the ledger shows it.
+    pub fn reference(&self, line: u64) -> String {
+        format!("{}#line={line}", self.id())
+    }
+
+    pub fn actor(&self) -> Actor {
+        Actor::system(&format!("supplier:{}", self.supplier))
+    }
+}
+
+/// What a feed row does to its level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedEffect {
+    /// A delivery: add the quantity.
+    Add,
+    /// A stock count: set the figure as of the row's time.
+    Count,
+}
+
+/// One valid row, ready to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRowInput {
+    pub line: u64,
+    pub sku: Sku,
+    pub location: Location,
+    pub quantity: u32,
+    /// When the count was taken (counts only), in [`clock`] format.
+    pub as_of: String,
+}
+
+/// What became of one chunk's rows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkSummary {
+    pub applied: u64,
+    pub stale: u64,
+    pub duplicates: u64,
+    /// (line, reason) of rows the store refused (contradictory counts).
+    pub rejected: Vec<(u64, String)>,
+}
+
+/// A chunk's result: its summary, and whether it had been applied before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkResult {
+    pub summary: ChunkSummary,
+    pub replayed: bool,
+}
+
+/// Where an object's import stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum FeedState {
+    /// Chunks before `next_chunk` are applied; an import resumes there.
+    InProgress {
+        next_chunk: u64,
+        invocations: u32,
+        started_at: String,
+    },
+    /// Not applied: the safety checks refused it until it is released.
+    Held { reason: String },
+    /// Every row was applied, rejected or skipped; the report is written.
+    Done { report: String },
+}
+
+/// A location's SKUs and their total available units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocationStats {
+    pub skus: u64,
+    pub available: i64,
+}
