@@ -12,12 +12,15 @@
 
 use std::future::Future;
 
+use std::collections::HashMap;
+
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
 use crate::channels::ChannelMessage;
-use crate::store::{get_n, n, s, StoreError};
+use crate::keys;
+use crate::store::{StockStore, StoreError};
 
 /// A channel that can be told a SKU's available figure.
 pub trait ChannelConnector: Send + Sync {
@@ -51,16 +54,15 @@ pub enum ConsumeError {
 /// `pk = CONSUMER#<channel>`, `sk = SKU#<sku>`.
 #[derive(Debug, Clone)]
 pub struct SequenceStore {
-    client: Client,
-    table: String,
+    store: StockStore,
     channel: String,
 }
 
 impl SequenceStore {
     pub fn new(client: Client, table: impl Into<String>, channel: impl Into<String>) -> Self {
         Self {
-            client,
-            table: table.into(),
+            // Nothing here is a receipted stock change: the TTL is never used.
+            store: StockStore::new(client, table, 0),
             channel: channel.into(),
         }
     }
@@ -69,58 +71,34 @@ impl SequenceStore {
         &self.channel
     }
 
-    fn pk(&self) -> String {
-        format!("CONSUMER#{}", self.channel)
-    }
-
     /// The highest sequence applied for a SKU, and the figure it carried.
     pub async fn last(&self, sku: &str) -> Result<Option<(u64, i64)>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key("pk", s(self.pk()))
-            .key("sk", s(format!("SKU#{sku}")))
-            .send()
-            .await?;
-        Ok(out.item().map(|i| {
-            (
-                get_n(i, "sequence").unwrap_or(0).max(0) as u64,
-                get_n(i, "available").unwrap_or(0),
-            )
-        }))
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(self
+            .store
+            .item(&keys::consumer(&self.channel, sku))
+            .await?
+            .map(|i| (number(&i, "sequence").max(0) as u64, number(&i, "available"))))
     }
 
     /// Records a message as applied unless a higher sequence already is.
     pub async fn advance(&self, m: &ChannelMessage) -> Result<bool, StoreError> {
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item("pk", s(self.pk()))
-            .item("sk", s(format!("SKU#{}", m.sku)))
-            .item("kind", s("consumer"))
-            .item("sequence", n(m.sequence as i64))
-            .item("available", n(m.available))
-            .item("at", s(&m.at))
-            .condition_expression("attribute_not_exists(pk) OR #seq < :seq")
-            .expression_attribute_names("#seq", "sequence")
-            .expression_attribute_values(":seq", n(m.sequence as i64))
-            .send()
-            .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        self.store
+            .put_sequenced(
+                &keys::consumer(&self.channel, &m.sku),
+                m.sequence,
+                [
+                    ("kind", AttributeValue::S("consumer".into())),
+                    ("available", AttributeValue::N(m.available.to_string())),
+                    ("at", AttributeValue::S(m.at.clone())),
+                ],
+            )
+            .await
     }
 }
 

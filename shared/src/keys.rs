@@ -42,7 +42,7 @@ impl Key {
 }
 
 /// The partition of everything about one SKU: its levels, ledger and published figures.
-pub fn sku(sku: &Sku) -> String {
+pub fn sku(sku: impl std::fmt::Display) -> String {
     format!("{SKU}{sku}")
 }
 

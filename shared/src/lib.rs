@@ -11,7 +11,8 @@
 //! - [`order`]: sale webhooks (Shopify and generic) parsed into a [`sale::Order`].
 //! - [`signature`]: webhook HMAC checks.
 //! - [`keys`]: every key of the stock table.
-//! - [`store`]: the DynamoDB stock store.
+//! - [`port`]: the store port: the attempt a decision describes, and the decision's refinement.
+//! - [`store`]: the DynamoDB adapter that runs attempts and reads the table.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
 
@@ -27,6 +28,7 @@ pub mod feed;
 pub mod keys;
 pub mod level;
 pub mod order;
+pub mod port;
 pub mod returns;
 pub mod sale;
 pub mod signature;

@@ -399,6 +399,209 @@ pub fn plan(chunk: &[ReturnLine], book: Option<&CancelBook>, order: Option<&str>
         .collect()
 }
 
+use crate::domain::{Actor, ReasonCode};
+use crate::keys::{self, Key, ReceiptKind};
+use crate::level::LedgerEntry;
+use crate::port::{
+    Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next, Receipt, StoreError,
+    StoredReceipt, Write,
+};
+
+/// Return lines per transaction: a level update, a ledger entry and at most
+/// one cancel counter each, plus the receipt.
+pub const LINES_PER_RETURN_TRANSACTION: usize = (crate::sale::MAX_TRANSACTION_ACTIONS - 1) / 3;
+
+impl ReturnOutcome {
+    /// The answer for a return from its parts (`true`: recorded before):
+    /// `duplicate` when every part was, else `applied` when any unit moved,
+    /// else `nothing_to_restock`.
+    pub fn from_parts(ret: &Return, parts: Vec<(bool, Vec<ReturnLineResult>)>) -> Self {
+        let all_duplicate = parts.iter().all(|(duplicate, _)| *duplicate);
+        let lines: Vec<ReturnLineResult> = parts.into_iter().flat_map(|(_, l)| l).collect();
+        let status = if all_duplicate {
+            ReturnStatus::Duplicate
+        } else if lines.iter().any(|l| l.restocked + l.damaged > 0) {
+            ReturnStatus::Applied
+        } else {
+            ReturnStatus::NothingToRestock
+        };
+        Self {
+            return_id: ret.return_id.clone(),
+            status,
+            lines,
+            skipped: ret.skipped.clone(),
+        }
+    }
+}
+
+/// One part of a return as one transaction: the receipt
+/// (`RECEIPT#return#<source>#<id>`), an unconditional `ADD` on each level
+/// (a restock can never take a level below zero, and it creates the level of
+/// a SKU never seen), a ledger entry per line, and for a Shopify `cancel` a
+/// compare-and-set on the order's running count of cancelled units, so a
+/// cancel never puts back more than the recorded sale took.
+#[derive(Debug)]
+pub struct ReturnPart<'a> {
+    ret: &'a Return,
+    part: usize,
+    lines: &'a [ReturnLine],
+    actor: &'a Actor,
+    /// The refunded order's sale receipt and what its record allows.
+    book: Option<(&'a str, &'a mut CancelBook)>,
+    fingerprint: String,
+    results: Vec<ReturnLineResult>,
+    /// Each cancel counter's place among the writes, and its SKU.
+    counters: Vec<(usize, Sku)>,
+}
+
+impl<'a> ReturnPart<'a> {
+    /// Part `part` of a return: `lines` (at most [`LINES_PER_RETURN_TRANSACTION`];
+    /// none for a return with no stock lines, which is still recorded).
+    pub fn new(
+        ret: &'a Return,
+        part: usize,
+        lines: &'a [ReturnLine],
+        actor: &'a Actor,
+        book: Option<(&'a str, &'a mut CancelBook)>,
+    ) -> Self {
+        Self {
+            ret,
+            part,
+            lines,
+            actor,
+            book,
+            fingerprint: crate::sha256_hex(
+                &lines
+                    .iter()
+                    .map(|l| format!("{}|{}|{:?}\n", l.sku, l.location, l.units))
+                    .collect::<String>(),
+            ),
+            results: Vec::new(),
+            counters: Vec::new(),
+        }
+    }
+}
+
+impl Decision for ReturnPart<'_> {
+    type Output = (bool, Vec<ReturnLineResult>);
+    type Error = StoreError;
+
+    fn attempt(&mut self, at: &str) -> Result<Attempt, StoreError> {
+        let reference = self.ret.reference();
+        let planned = plan(
+            self.lines,
+            self.book.as_ref().map(|(_, b)| &**b),
+            self.ret.order_id.as_deref(),
+        );
+        self.results = planned.iter().map(|p| p.result.clone()).collect();
+        let moved = self.results.iter().any(|r| r.restocked + r.damaged > 0);
+        let mut writes = Vec::with_capacity(3 * self.lines.len());
+        for (i, (line, p)) in self.lines.iter().zip(&planned).enumerate() {
+            let r = &p.result;
+            if r.restocked + r.damaged > 0 {
+                writes.push(Write::Level(LevelWrite {
+                    sku: line.sku.clone(),
+                    location: line.location.clone(),
+                    condition: LevelCondition::Any,
+                    effect: LevelEffect::Add {
+                        available: i64::from(r.restocked),
+                        damaged: i64::from(r.damaged),
+                    },
+                    reason: ReasonCode::Return,
+                    reference: reference.clone(),
+                }));
+            }
+            let mut entry = LedgerEntry::new(
+                at,
+                &line.sku,
+                &line.location,
+                i64::from(r.restocked),
+                ReasonCode::Return,
+                &reference,
+                self.actor,
+            )
+            .note(r.note.clone());
+            entry.damaged = (r.damaged > 0).then_some(i64::from(r.damaged));
+            writes.push(Write::Ledger {
+                entry,
+                seq: format!("{}.{i}", self.part),
+            });
+        }
+        // One counter per SKU cancelled in this part: a compare-and-set.
+        self.counters.clear();
+        if let Some((order, book)) = &self.book {
+            let mut cancelled: Vec<(&Sku, i64)> = Vec::new();
+            for (line, p) in self.lines.iter().zip(&planned) {
+                if p.cancel_restocked == 0 {
+                    continue;
+                }
+                match cancelled.iter_mut().find(|(s, _)| *s == &line.sku) {
+                    Some((_, units)) => *units += i64::from(p.cancel_restocked),
+                    None => cancelled.push((&line.sku, i64::from(p.cancel_restocked))),
+                }
+            }
+            for (sku, units) in cancelled {
+                let seen = book.done.get(sku).copied().flatten();
+                self.counters.push((writes.len(), sku.clone()));
+                writes.push(Write::CancelCounter {
+                    order: (*order).to_owned(),
+                    sku: sku.clone(),
+                    seen,
+                    to: seen.unwrap_or(0) + units,
+                });
+            }
+        }
+        let lines = serde_json::to_string(&self.results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(Attempt {
+            at: at.to_owned(),
+            receipt: Receipt {
+                key: Key::new(
+                    keys::receipt(ReceiptKind::Return, &self.ret.receipt_key()),
+                    keys::part(self.part),
+                ),
+                fields: vec![
+                    (
+                        "status",
+                        (if moved { "applied" } else { "nothing_to_restock" }).to_owned(),
+                    ),
+                    ("lines", lines),
+                    ("fingerprint", self.fingerprint.clone()),
+                ],
+            },
+            writes,
+        })
+    }
+
+    fn applied(self) -> Self::Output {
+        (false, self.results)
+    }
+
+    fn duplicate(self, stored: StoredReceipt) -> Result<Self::Output, StoreError> {
+        Ok((true, stored.replayed_lines(&self.fingerprint, "return")?))
+    }
+
+    fn refine(&mut self, failed: &[Failed]) -> Next {
+        let mut refined = false;
+        if let Some((_, book)) = self.book.as_mut() {
+            for f in failed {
+                let (Some((_, sku)), Current::Counter(seen)) =
+                    (self.counters.iter().find(|(i, _)| *i == f.index), &f.current)
+                else {
+                    continue;
+                };
+                // Another cancel of the same order got there first.
+                book.done.insert(sku.clone(), *seen);
+                refined = true;
+            }
+        }
+        if refined {
+            Next::Retry
+        } else {
+            Next::Wait
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -614,5 +817,64 @@ mod tests {
         // Earlier cancels count against the sale.
         book.done.insert(Sku::parse("JKT").unwrap(), Some(3));
         assert_eq!(plan(&chunk, Some(&book), None)[0].result.restocked, 0);
+    }
+
+    #[test]
+    fn a_cancel_moves_the_orders_counter_and_learns_from_a_racing_cancel() {
+        let cancel = |n| Units {
+            cancelled: n,
+            ..Units::default()
+        };
+        let ret = Return {
+            kind: ReturnKind::ShopifyRefund,
+            source: "shop.myshopify.com".into(),
+            return_id: "9".into(),
+            order_id: Some("1001".into()),
+            lines: vec![
+                line("JKT", "warehouse", cancel(2)),
+                line("JKT", "downtown", cancel(1)),
+            ],
+            skipped: Vec::new(),
+        };
+        let mut book = CancelBook::default();
+        book.taken.insert(Sku::parse("JKT").unwrap(), 3);
+        let actor = Actor::system("shopify:shop.myshopify.com");
+        let order = "RECEIPT#order#shop.myshopify.com#1001";
+        let mut part = ReturnPart::new(&ret, 0, &ret.lines, &actor, Some((order, &mut book)));
+        let a = part.attempt("2026-11-22T10:00:00.000000Z").unwrap();
+        // Two restocks, two ledger entries, one counter for the SKU: 0 -> 3.
+        assert_eq!(a.writes.len(), 5);
+        assert_eq!(
+            a.writes[4],
+            Write::CancelCounter {
+                order: order.into(),
+                sku: Sku::parse("JKT").unwrap(),
+                seen: None,
+                to: 3
+            }
+        );
+        // Another cancel of the order put back 2 first: only 1 is left to restock.
+        let failed = [Failed {
+            index: 4,
+            current: Current::Counter(Some(2)),
+        }];
+        assert_eq!(part.refine(&failed), Next::Retry);
+        let a = part.attempt("2026-11-22T10:00:00.000000Z").unwrap();
+        assert_eq!(
+            a.writes.last(),
+            Some(&Write::CancelCounter {
+                order: order.into(),
+                sku: Sku::parse("JKT").unwrap(),
+                seen: Some(2),
+                to: 3
+            })
+        );
+        let (duplicate, lines) = part.applied();
+        assert!(!duplicate);
+        assert_eq!(lines.iter().map(|l| l.restocked).collect::<Vec<_>>(), [1, 0]);
+        assert_eq!(
+            ReturnOutcome::from_parts(&ret, vec![(false, lines)]).status,
+            ReturnStatus::Applied
+        );
     }
 }

@@ -7,7 +7,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{Location, Quantity, Sku};
+use crate::domain::{Actor, Location, Quantity, ReasonCode, Sku};
+use crate::keys::{self, ReceiptKind};
+use crate::level::LedgerEntry;
+use crate::port::{
+    Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next, Receipt, StoreError,
+    StoredReceipt, Write,
+};
+
+/// DynamoDB's limit on actions in one transaction.
+pub const MAX_TRANSACTION_ACTIONS: usize = 100;
+/// Sale lines per transaction: each takes a level action and a ledger entry,
+/// and the part's receipt takes one more.
+pub const LINES_PER_TRANSACTION: usize = (MAX_TRANSACTION_ACTIONS - 1) / 2;
 
 /// How long a level's last seen figure shapes the first attempt at a sale.
 const HINT_TTL: Duration = Duration::from_secs(30);
@@ -179,6 +191,234 @@ impl LevelHints {
     }
 }
 
+/// What became of one part of an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PartOutcome {
+    Applied(Vec<LineResult>),
+    /// Recorded before: the lines as the first delivery took them.
+    Duplicate(Vec<LineResult>),
+}
+
+impl SaleOutcome {
+    /// The answer for an order from what became of each of its parts:
+    /// `duplicate` when every part was, else `oversold` when a line came up
+    /// short, else `applied`.
+    pub fn from_parts(order: &Order, parts: Vec<PartOutcome>) -> Self {
+        let all_duplicate = !parts.is_empty() && parts.iter().all(|p| matches!(p, PartOutcome::Duplicate(_)));
+        let lines: Vec<LineResult> = parts
+            .into_iter()
+            .flat_map(|p| match p {
+                PartOutcome::Applied(l) | PartOutcome::Duplicate(l) => l,
+            })
+            .collect();
+        let status = if all_duplicate {
+            SaleStatus::Duplicate
+        } else if lines.iter().any(|l| l.short > 0) {
+            SaleStatus::Oversold
+        } else {
+            SaleStatus::Applied
+        };
+        Self {
+            order: order.order_id.clone(),
+            status,
+            lines,
+            skipped: order.skipped.clone(),
+        }
+    }
+}
+
+/// One part of an order (up to [`LINES_PER_TRANSACTION`] lines) as one
+/// transaction: the part's receipt, and per line a conditional take shaped by
+/// what the line expects to find, and its ledger entry. Every line takes
+/// `min(requested, available)` as the transaction commits: a failed
+/// condition's image refines what to expect, never a figure computed here.
+#[derive(Debug)]
+pub struct SalePart<'a> {
+    order: &'a Order,
+    part: usize,
+    lines: &'a [OrderLine],
+    actor: &'a Actor,
+    hints: &'a LevelHints,
+    expects: Vec<Expect>,
+    reference: String,
+    fingerprint: String,
+    results: Vec<LineResult>,
+}
+
+impl<'a> SalePart<'a> {
+    /// Every part of an order, each expecting what this instance's hints say.
+    pub fn all(order: &'a Order, actor: &'a Actor, hints: &'a LevelHints) -> Vec<Self> {
+        order
+            .lines
+            .chunks(LINES_PER_TRANSACTION)
+            .enumerate()
+            .map(|(part, lines)| Self {
+                order,
+                part,
+                lines,
+                actor,
+                hints,
+                expects: lines.iter().map(|l| hints.expect(l)).collect(),
+                reference: format!("order:{}/{}", order.source, order.order_id),
+                fingerprint: crate::sha256_hex(
+                    &lines
+                        .iter()
+                        .map(|l| format!("{}|{}|{}\n", l.sku, l.location, l.quantity.get()))
+                        .collect::<String>(),
+                ),
+                results: Vec::new(),
+            })
+            .collect()
+    }
+
+    /// The same part expecting every line to be covered (no hints).
+    pub fn covered(mut self) -> Self {
+        self.expects = vec![Expect::Covers; self.lines.len()];
+        self
+    }
+
+    /// What each line takes if the attempt commits.
+    fn results(&self) -> Vec<LineResult> {
+        self.lines
+            .iter()
+            .zip(&self.expects)
+            .map(|(l, e)| {
+                let requested = l.quantity.as_i64();
+                let taken = e.take(requested);
+                LineResult {
+                    sku: l.sku.to_string(),
+                    location: l.location.to_string(),
+                    requested: l.quantity.get(),
+                    taken: taken as u32,
+                    short: (requested - taken) as u32,
+                }
+            })
+            .collect()
+    }
+
+    /// The write that takes a line's units, as its expectation shapes it: a
+    /// line that can take nothing only checks the level is as expected.
+    fn take(&self, line: &OrderLine, expect: Expect) -> Write {
+        let (condition, effect) = match expect {
+            Expect::Covers => (
+                LevelCondition::Any,
+                Some(LevelEffect::Take(line.quantity.as_i64())),
+            ),
+            Expect::Exactly(seen @ 1..) => (
+                LevelCondition::Exactly(seen),
+                Some(LevelEffect::Set {
+                    available: 0,
+                    count: None,
+                }),
+            ),
+            Expect::Exactly(_) => (LevelCondition::Exactly(0), None),
+            Expect::Missing => (LevelCondition::Missing, None),
+        };
+        match effect {
+            Some(effect) => Write::Level(LevelWrite {
+                sku: line.sku.clone(),
+                location: line.location.clone(),
+                condition,
+                effect,
+                reason: ReasonCode::Sale,
+                reference: self.reference.clone(),
+            }),
+            None => Write::Check {
+                sku: line.sku.clone(),
+                location: line.location.clone(),
+                condition,
+            },
+        }
+    }
+}
+
+impl Decision for SalePart<'_> {
+    type Output = PartOutcome;
+    type Error = StoreError;
+
+    fn attempt(&mut self, at: &str) -> Result<Attempt, StoreError> {
+        self.results = self.results();
+        let oversold = self.results.iter().any(|r| r.short > 0);
+        let lines = serde_json::to_string(&self.results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut writes = Vec::with_capacity(2 * self.lines.len());
+        for (i, ((line, expect), r)) in self
+            .lines
+            .iter()
+            .zip(&self.expects)
+            .zip(&self.results)
+            .enumerate()
+        {
+            writes.push(self.take(line, *expect));
+            let mut entry = LedgerEntry::new(
+                at,
+                &line.sku,
+                &line.location,
+                -i64::from(r.taken),
+                ReasonCode::Sale,
+                &self.reference,
+                self.actor,
+            );
+            entry.requested = Some(i64::from(r.requested));
+            entry.short = Some(i64::from(r.short));
+            writes.push(Write::Ledger {
+                entry,
+                seq: format!("{}.{i}", self.part),
+            });
+        }
+        Ok(Attempt {
+            at: at.to_owned(),
+            receipt: Receipt {
+                key: keys::Key::new(
+                    keys::receipt(ReceiptKind::Order, &self.order.receipt_key()),
+                    keys::part(self.part),
+                ),
+                fields: vec![
+                    (
+                        "status",
+                        (if oversold { "oversold" } else { "applied" }).to_owned(),
+                    ),
+                    ("lines", lines),
+                    ("fingerprint", self.fingerprint.clone()),
+                    ("channel", self.order.channel.clone()),
+                    ("source", self.order.source.clone()),
+                    ("order", self.order.order_id.clone()),
+                ],
+            },
+            writes,
+        })
+    }
+
+    fn applied(self) -> PartOutcome {
+        self.hints.committed(self.lines, &self.expects);
+        PartOutcome::Applied(self.results)
+    }
+
+    fn duplicate(self, stored: StoredReceipt) -> Result<PartOutcome, StoreError> {
+        stored
+            .replayed_lines(&self.fingerprint, "order")
+            .map(PartOutcome::Duplicate)
+    }
+
+    fn refine(&mut self, failed: &[Failed]) -> Next {
+        let mut refined = false;
+        for f in failed {
+            // Writes alternate: line i's take at 2i, its ledger entry at 2i + 1.
+            let (Some(line), Current::Level(seen)) = (self.lines.get(f.index / 2), &f.current) else {
+                continue;
+            };
+            let available = seen.as_ref().map(|l| l.available);
+            self.expects[f.index / 2] = Expect::from_available(available, line.quantity.as_i64());
+            self.hints.learn(line, available);
+            refined = true;
+        }
+        if refined {
+            Next::Retry
+        } else {
+            Next::Wait
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,5 +465,134 @@ mod tests {
             hints.learn(&line(&format!("S{i}"), 1), Some(0));
         }
         assert!(hints.seen().len() <= HINT_CAPACITY);
+    }
+
+    fn order(lines: &[(&str, i64)]) -> Order {
+        Order {
+            source: "pos".into(),
+            order_id: "T-1".into(),
+            channel: "pos".into(),
+            lines: lines
+                .iter()
+                .map(|(sku, q)| OrderLine {
+                    sku: Sku::parse(sku).unwrap(),
+                    location: Location::parse("warehouse").unwrap(),
+                    quantity: Quantity::new(*q).unwrap(),
+                })
+                .collect(),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn level(available: i64) -> Current {
+        Current::Level(Some(crate::level::LevelView {
+            available,
+            ..Default::default()
+        }))
+    }
+
+    #[test]
+    fn a_sale_expects_cover_then_takes_exactly_what_a_failed_condition_saw() {
+        let (o, actor, hints) = (
+            order(&[("A", 3), ("B", 2), ("C", 1)]),
+            Actor::system("channel:pos"),
+            LevelHints::default(),
+        );
+        let mut part = SalePart::all(&o, &actor, &hints).remove(0);
+        let t = "2026-11-22T10:00:00.000000Z";
+        let a = part.attempt(t).unwrap();
+        assert_eq!(a.receipt.key.pk, "RECEIPT#order#pos#T-1");
+        assert_eq!(a.writes.len(), 6);
+        let Write::Level(w) = &a.writes[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(
+            (w.condition, &w.effect),
+            (LevelCondition::Any, &LevelEffect::Take(3))
+        );
+        // A has 1 left, B has no level, C was covered: the next attempt takes
+        // A's one unit (if it is still exactly 1) and checks B is still missing.
+        let failed = [
+            Failed {
+                index: 0,
+                current: level(1),
+            },
+            Failed {
+                index: 2,
+                current: Current::Level(None),
+            },
+        ];
+        assert_eq!(part.refine(&failed), Next::Retry);
+        let a = part.attempt(t).unwrap();
+        let Write::Level(w) = &a.writes[0] else {
+            panic!("{a:?}")
+        };
+        assert_eq!(w.condition, LevelCondition::Exactly(1));
+        assert_eq!(
+            w.effect,
+            LevelEffect::Set {
+                available: 0,
+                count: None
+            }
+        );
+        assert!(matches!(
+            &a.writes[2],
+            Write::Check {
+                condition: LevelCondition::Missing,
+                ..
+            }
+        ));
+        let Write::Ledger { entry, seq } = &a.writes[1] else {
+            panic!()
+        };
+        assert_eq!(
+            (entry.delta, entry.requested, entry.short, seq.as_str()),
+            (-1, Some(3), Some(2), "0.0")
+        );
+        assert_eq!(a.receipt.fields[0], ("status", "oversold".to_owned()));
+        // A conflict teaches nothing: wait and try again.
+        assert_eq!(part.refine(&[]), Next::Wait);
+        let PartOutcome::Applied(lines) = part.applied() else {
+            panic!()
+        };
+        assert_eq!(lines.iter().map(|l| l.taken).collect::<Vec<_>>(), [1, 0, 1]);
+        // The instance remembers A sold out and B missing for the next order.
+        assert_eq!(hints.expect(&o.lines[0]), Expect::Exactly(0));
+        assert_eq!(hints.expect(&o.lines[1]), Expect::Missing);
+    }
+
+    #[test]
+    fn an_order_is_duplicate_only_when_every_part_was() {
+        let o = order(&[("A", 1)]);
+        let line = |short| LineResult {
+            sku: "A".into(),
+            location: "warehouse".into(),
+            requested: 1,
+            taken: 1 - short,
+            short,
+        };
+        let status = |parts| SaleOutcome::from_parts(&o, parts).status;
+        assert_eq!(
+            status(vec![PartOutcome::Duplicate(vec![line(0)])]),
+            SaleStatus::Duplicate
+        );
+        assert_eq!(
+            status(vec![
+                PartOutcome::Duplicate(vec![line(1)]),
+                PartOutcome::Applied(vec![line(0)])
+            ]),
+            SaleStatus::Oversold
+        );
+        assert_eq!(
+            status(vec![PartOutcome::Applied(vec![line(0)])]),
+            SaleStatus::Applied
+        );
+        // Orders of more than 49 lines are split into parts.
+        let many: Vec<(String, i64)> = (0..50).map(|i| (format!("S{i}"), 1)).collect();
+        let many: Vec<(&str, i64)> = many.iter().map(|(s, q)| (s.as_str(), *q)).collect();
+        let big = order(&many);
+        let (actor, hints) = (Actor::system("channel:pos"), LevelHints::default());
+        let parts = SalePart::all(&big, &actor, &hints);
+        assert_eq!(parts.len(), 2);
     }
 }

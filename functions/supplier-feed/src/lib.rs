@@ -772,7 +772,7 @@ async fn zero_missing(app: &App, src: &FeedSource, pool: &Location, as_of: &str)
             .store
             .apply_feed_chunk(src, FeedEffect::Count, 1_000_000_000 + i as u64, &rows)
             .await?;
-        zeroed += r.summary.applied;
+        zeroed += r.applied;
     }
     Ok(zeroed)
 }

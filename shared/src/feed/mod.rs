@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actor, Location, Sku};
 
+mod chunk;
 mod reader;
+pub use chunk::{needs_movements, plan_count, CountPlan, FeedChunk};
 pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
 
 #[derive(Debug, thiserror::Error)]
@@ -187,13 +189,6 @@ pub struct ChunkSummary {
     pub duplicates: u64,
     /// (line, reason) of rows the store refused (contradictory counts).
     pub rejected: Vec<(u64, String)>,
-}
-
-/// A chunk's result: its summary, and whether it had been applied before.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChunkResult {
-    pub summary: ChunkSummary,
-    pub replayed: bool,
 }
 
 /// Where an object's import stands.
