@@ -5,11 +5,11 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 /// Every problem found, as sentences; empty when the template is sound.
 pub fn check(template: &str, workspace: &Path) -> Vec<String> {
-    let doc: Value = match serde_yaml::from_str(template) {
+    let doc: Value = match serde_norway::from_str(template) {
         Ok(d) => d,
         Err(e) => return vec![format!("template.yaml does not parse: {e}")],
     };

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::Value;
 
 use crate::bootstrap::Stack;
 
@@ -200,7 +200,7 @@ impl Template {
 
     /// Parses the template, naming resources for the stack `stack`.
     pub fn parse(text: &str, stack: &str) -> Result<Self, TemplateError> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| shape(e.to_string()))?;
+        let doc: Value = serde_norway::from_str(text).map_err(|e| shape(e.to_string()))?;
         let resources = doc
             .get("Resources")
             .and_then(Value::as_mapping)
