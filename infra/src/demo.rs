@@ -413,20 +413,11 @@ impl Demo {
         loop {
             let mut got_any = false;
             for (channel, url) in &self.channel_queues {
-                let Ok(out) = self
-                    .sqs
-                    .receive_message()
-                    .queue_url(url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(0)
-                    .send()
-                    .await
-                else {
+                let Some(messages) = self.take_messages(url).await else {
                     continue;
                 };
-                for m in out.messages() {
+                for v in messages {
                     got_any = true;
-                    let v: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
                     if v["sku"] == SKU {
                         heard += 1;
                         let (seq, available) = (
@@ -439,15 +430,6 @@ impl Demo {
                                 *e = (seq, available);
                             }
                         }
-                    }
-                    if let Some(h) = m.receipt_handle() {
-                        let _ = self
-                            .sqs
-                            .delete_message()
-                            .queue_url(url)
-                            .receipt_handle(h)
-                            .send()
-                            .await;
                     }
                 }
             }
@@ -494,33 +476,41 @@ impl Demo {
         };
         let mut out = Vec::new();
         loop {
-            let Ok(got) = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-            else {
-                return out;
-            };
-            let msgs = got.messages();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
-                if let Some(h) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(url)
-                        .receipt_handle(h)
-                        .send()
-                        .await;
-                }
+            match self.take_messages(url).await {
+                Some(messages) if !messages.is_empty() => out.extend(messages),
+                _ => return out,
             }
         }
+    }
+
+    /// Receives up to ten messages from `url` without waiting, and deletes
+    /// them: their bodies as JSON (null where a body is not JSON). None when
+    /// the queue cannot be read.
+    async fn take_messages(&self, url: &str) -> Option<Vec<Value>> {
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .ok()?;
+        let mut bodies = Vec::with_capacity(got.messages().len());
+        for m in got.messages() {
+            bodies.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+            if let Some(h) = m.receipt_handle() {
+                // A message that fails to delete is only read again: the demo goes on.
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+        Some(bodies)
     }
 }
 
