@@ -217,6 +217,15 @@ fn referenced(v: &Value) -> Option<String> {
     }
 }
 
+/// The binary a function runs: `Metadata.Binary`, or
+/// `Metadata.BuildProperties.Binary` as cargo lambda's SAM integration names it.
+pub(crate) fn function_binary(resource: &Value) -> Option<&str> {
+    let meta = resource.get("Metadata");
+    meta.and_then(|m| m.get("Binary"))
+        .or_else(|| meta?.get("BuildProperties")?.get("Binary"))
+        .and_then(Value::as_str)
+}
+
 /// A plain scalar as text.
 fn scalar(v: &Value) -> Option<String> {
     match v {
@@ -420,14 +429,7 @@ impl Template {
                     logical_id: id.clone(),
                 }),
                 "AWS::Serverless::Function" => {
-                    let meta = res.get("Metadata");
-                    let binary = meta
-                        .and_then(|m| m.get("Binary"))
-                        .or_else(|| {
-                            meta.and_then(|m| m.get("BuildProperties"))
-                                .and_then(|b| b.get("Binary"))
-                        })
-                        .and_then(Value::as_str)
+                    let binary = function_binary(res)
                         .ok_or_else(|| shape(format!("{id}: Metadata.Binary is required")))?
                         .to_owned();
                     out.functions.push(FunctionSpec {
