@@ -132,20 +132,11 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
             req = req.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
         }
         if let Some((dlq, max)) = &q.dead_letter {
-            let dlq_url = stack.queue_urls.get(dlq).ok_or_else(|| BootstrapError {
+            let arn = queue_arn(&sqs, &stack, dlq, || BootstrapError {
                 what: format!("queue {}", q.name),
                 message: format!("dead-letter queue {dlq} is not declared"),
-            })?;
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(dlq_url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .map_err(fail(format!("queue {dlq}")))?
-                .attributes()
-                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                .unwrap_or_default();
+            })
+            .await?;
             req = req.attributes(
                 QueueAttributeName::RedrivePolicy,
                 serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
@@ -185,20 +176,11 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
         if !b.queue_notifications.is_empty() {
             let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
             for (queue, event, prefix) in &b.queue_notifications {
-                let url = stack.queue_urls.get(queue).ok_or_else(|| BootstrapError {
+                let arn = queue_arn(&sqs, &stack, queue, || BootstrapError {
                     what: format!("bucket {}", b.name),
                     message: format!("notification queue {queue} is not declared"),
-                })?;
-                let arn = sqs
-                    .get_queue_attributes()
-                    .queue_url(url)
-                    .attribute_names(QueueAttributeName::QueueArn)
-                    .send()
-                    .await
-                    .map_err(fail(format!("queue {queue}")))?
-                    .attributes()
-                    .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                    .unwrap_or_default();
+                })
+                .await?;
                 let mut q = aws_sdk_s3::types::QueueConfiguration::builder()
                     .queue_arn(arn)
                     .events(aws_sdk_s3::types::Event::from(event.as_str()));
@@ -230,6 +212,28 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
         stack.buckets.insert(b.logical_id.clone(), b.name.clone());
     }
     Ok(stack)
+}
+
+/// The ARN of a queue created earlier, by logical id (redrive policies and
+/// bucket notifications name queues by ARN); `undeclared` is the error when
+/// the stack has no such queue.
+async fn queue_arn(
+    sqs: &aws_sdk_sqs::Client,
+    stack: &Stack,
+    logical_id: &str,
+    undeclared: impl FnOnce() -> BootstrapError,
+) -> Result<String, BootstrapError> {
+    let url = stack.queue_urls.get(logical_id).ok_or_else(undeclared)?;
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(fail(format!("queue {logical_id}")))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default())
 }
 
 impl Stack {
