@@ -336,13 +336,7 @@ impl Demo {
         let report_key = format!("reports/{key}.json");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let report: Value = loop {
-            if let Ok(got) = self.s3.get_object().bucket(bucket).key(&report_key).send().await {
-                let bytes = got
-                    .body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .unwrap_or_default();
+            if let Some(bytes) = self.read_object(bucket, &report_key).await {
                 break serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             }
             if tokio::time::Instant::now() > deadline {
@@ -359,13 +353,7 @@ impl Demo {
             report["rows_read"], report["applied"], report["rejected"], report_key
         );
         if let Some(rejects) = report["rejects"].as_str() {
-            if let Ok(got) = self.s3.get_object().bucket(bucket).key(rejects).send().await {
-                let bytes = got
-                    .body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .unwrap_or_default();
+            if let Some(bytes) = self.read_object(bucket, rejects).await {
                 for line in String::from_utf8_lossy(&bytes).lines().skip(1) {
                     println!("   rejected: {line}");
                 }
@@ -481,6 +469,19 @@ impl Demo {
                 _ => return out,
             }
         }
+    }
+
+    /// An object's bytes; None while it does not exist (or cannot be read).
+    /// A body that breaks off midway reads as empty.
+    async fn read_object(&self, bucket: &str, key: &str) -> Option<bytes::Bytes> {
+        let got = self.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+        Some(
+            got.body
+                .collect()
+                .await
+                .map(|b| b.into_bytes())
+                .unwrap_or_default(),
+        )
     }
 
     /// Receives up to ten messages from `url` without waiting, and deletes
