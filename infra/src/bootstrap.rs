@@ -57,14 +57,8 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                         .map_err(fail(format!("table {}", t.name)))?,
                 );
             }
-            for (attr, ty) in &t.key_schema {
-                req = req.key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(attr)
-                        .key_type(KeyType::from(ty.as_str()))
-                        .build()
-                        .map_err(fail(format!("table {}", t.name)))?,
-                );
+            for key in key_schema(&t.key_schema, || format!("table {}", t.name))? {
+                req = req.key_schema(key);
             }
             for index in &t.indexes {
                 let mut gsi = GlobalSecondaryIndex::builder()
@@ -78,14 +72,8 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                             )
                             .build(),
                     );
-                for (attr, ty) in &index.key_schema {
-                    gsi = gsi.key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name(attr)
-                            .key_type(KeyType::from(ty.as_str()))
-                            .build()
-                            .map_err(fail(format!("index {}", index.name)))?,
-                    );
+                for key in key_schema(&index.key_schema, || format!("index {}", index.name))? {
+                    gsi = gsi.key_schema(key);
                 }
                 req =
                     req.global_secondary_indexes(gsi.build().map_err(fail(format!("index {}", index.name)))?);
@@ -212,6 +200,24 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
         stack.buckets.insert(b.logical_id.clone(), b.name.clone());
     }
     Ok(stack)
+}
+
+/// A table's or an index's key schema from its (attribute, HASH|RANGE)
+/// pairs; `what` names it in an error.
+fn key_schema(
+    pairs: &[(String, String)],
+    what: impl Fn() -> String,
+) -> Result<Vec<KeySchemaElement>, BootstrapError> {
+    pairs
+        .iter()
+        .map(|(attr, ty)| {
+            KeySchemaElement::builder()
+                .attribute_name(attr)
+                .key_type(KeyType::from(ty.as_str()))
+                .build()
+                .map_err(fail(what()))
+        })
+        .collect()
 }
 
 /// The ARN of a queue created earlier, by logical id (redrive policies and
