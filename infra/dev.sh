@@ -43,8 +43,17 @@ cargo build --quiet --bins
 
 echo "starting the emulator on 127.0.0.1:$aws_port (log: .stack/emulator.log)"
 start "$VENV/bin/python" infra/emulator.py --port "$aws_port" >.stack/emulator.log 2>&1
-for _ in $(seq 1 200); do port_busy "$aws_port" && break; sleep 0.1; done
-port_busy "$aws_port" || { echo "the emulator did not start: see .stack/emulator.log" >&2; exit 1; }
+# It exits at once when it refuses to start (moto not the pinned version): stop waiting then.
+for _ in $(seq 1 200); do
+  port_busy "$aws_port" && break
+  kill -0 "${pids[-1]}" 2>/dev/null || break
+  sleep 0.1
+done
+if ! port_busy "$aws_port"; then
+  echo "the emulator did not start (.stack/emulator.log):" >&2
+  tail -n 5 .stack/emulator.log >&2
+  exit 1
+fi
 
 echo "creating the resources template.yaml declares..."
 target/debug/stockroom-local bootstrap --env-file "$ENV_FILE"

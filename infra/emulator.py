@@ -1,6 +1,6 @@
 """Runs moto's server for Stockroom: the local AWS (DynamoDB, Streams, SQS, S3).
 
-Two differences from plain `moto_server`, both about fidelity:
+Differences from plain `moto_server`, all about fidelity or speed:
 
 * Requests are dispatched one at a time. DynamoDB makes every conditional
   write and transaction atomic; moto checks a condition and then writes in
@@ -8,241 +8,72 @@ Two differences from plain `moto_server`, both about fidelity:
   below zero, and a cancelled transaction restores a snapshot of the whole
   table over concurrent writes. Serialising dispatch gives DynamoDB's
   guarantees back; sockets are still read and written concurrently.
-* A cancelled DynamoDB transaction undoes only the items it touched. moto
-  deep-copies every table in a transaction before running it, which costs
-  time in proportion to the table's size: a table with a few thousand
-  ledger entries makes each sale take hundreds of milliseconds. The
-  replacement below checks every condition first (DynamoDB forbids two
-  actions on one item, so the checks are independent), then applies the
-  writes with an item-level undo log. Error codes, cancellation reasons and
-  ALL_OLD images are moto's own.
-* Update expressions are checked in linear time, parsed once per text, and
-  copied with pickle rather than deepcopy.
-  moto counts an expression's SET/ADD/REMOVE clauses, and looks for two
-  actions on one path, at every level of its nested syntax tree, re-walking
-  the subtree each time (quadratic in the number of actions: most of the
-  emulator's time on a feed import), and tokenizes the same few expression
-  texts on every request. Checking at the root alone is the same check
-  (every level is a part of the root), and a parsed expression is only read
-  until a validator deep-copies it.
-* SQS counts a queue's messages with one clock reading, not one per
-  message. moto reads the clock (through datetime) for every message each
-  time it counts, and it counts all of a queue's messages on every
-  SendMessage (the queue's attributes are computed in full to read one
-  flag): a send to a queue holding 1,800 messages took 39 ms.
+* moto's slow paths are replaced (transactions, update expressions, SQS
+  message counts): see moto_patches.py beside this file. Those patches reach
+  into moto's internals, so the emulator refuses to start unless moto is the
+  version infra/requirements-dev.txt pins and every patch target exists.
+  --check runs those checks and exits; --expect-moto names another version to
+  check against (to see the refusal).
 * With --exit-with-stdin the server exits as soon as its standard input
   closes, so a test process that dies never leaves an emulator behind.
 """
 
 import argparse
+import importlib.metadata
 import os
+import re
 import sys
 import threading
+from pathlib import Path
 
-import copy
-import functools
-import pickle
-
-from moto.dynamodb.comparisons import get_filter_expression
-from moto.dynamodb.exceptions import (
-    ConditionalCheckFailed,
-    MockValidationException,
-    MultipleTransactionsException,
-    TooManyTransactionsException,
-    TransactionCanceledException,
-    TransactWriteSingleOpException,
-)
-from moto.dynamodb.models import DynamoDBBackend
-from moto.dynamodb.parsing import expressions as update_expressions
-from moto.dynamodb.parsing import validators
-from moto.dynamodb.parsing.ast_nodes import DepthFirstTraverser, Node, UpdateExpression
-from moto.dynamodb.parsing.validators import ActionCountValidator, OverlappingPathsValidator
-from moto.core.utils import unix_time_millis
-from moto.sqs.models import Queue
-from moto.moto_server.threaded_moto_server import MotoRequestHandler
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
-from werkzeug.serving import run_simple
+REQUIREMENTS = Path(__file__).resolve().with_name("requirements-dev.txt")
 
 
-def transact_write_items(self, transact_items):
-    if len(transact_items) > 100:
-        raise TooManyTransactionsException()
-    targets = set()
-    errors = []
-    ops = []
-    # Phase 1: every condition, against the state before the transaction.
-    for item in transact_items:
-        if len(item) > 1:
-            raise TransactWriteSingleOpException
-        op_type, op = next(iter(item.items()))
-        original_item = None
-        try:
-            if op_type not in {"ConditionCheck", "Put", "Delete", "Update"}:
-                raise ValueError("Unsupported transaction operation")
-            table = self.get_table(op["TableName"])
-            if op_type == "Put":
-                attrs = op["Item"]
-                key = {table.hash_key_attr: attrs[table.hash_key_attr]}
-                if table.range_key_attr is not None:
-                    key[table.range_key_attr] = attrs[table.range_key_attr]
-            else:
-                key = op["Key"]
-            target = (op["TableName"], str(dict(sorted(key.items()))))
-            if target in targets:
-                raise MultipleTransactionsException()
-            targets.add(target)
-            current = self.get_item(op["TableName"], key)
-            condition = op.get("ConditionExpression")
-            if condition is not None:
-                check = get_filter_expression(
-                    condition,
-                    op.get("ExpressionAttributeNames"),
-                    op.get("ExpressionAttributeValues"),
-                )
-                if not check.expr(current):
-                    if op.get("ReturnValuesOnConditionCheckFailure") == "ALL_OLD" and current:
-                        original_item = current.to_json()["Attributes"]
-                    raise ConditionalCheckFailed(item=original_item)
-            ops.append((op_type, op, table, key))
-            errors.append((None, None, None))
-        except (MultipleTransactionsException, MockValidationException):
-            raise
-        except ConditionalCheckFailed as e:
-            errors.append(("ConditionalCheckFailed", str(e.message), original_item))
-        except Exception as e:  # noqa: BLE001 - reported as moto reports it
-            errors.append((type(e).__name__, str(e), original_item))
-    if any(code is not None for code, _, _ in errors):
-        raise TransactionCanceledException(errors)
-    # Phase 2: the writes, with an undo log of the touched items only.
-    undo = []
+def pinned_moto():
+    """The moto version requirements-dev.txt pins, or None if it pins none."""
+    pin = re.compile(r"^\s*moto(\[[^\]]*\])?\s*==\s*([^\s;#]+)")
+    for line in REQUIREMENTS.read_text().splitlines():
+        found = pin.match(line)
+        if found:
+            return found.group(2)
+    return None
+
+
+def installed_moto():
     try:
-        for op_type, op, table, key in ops:
-            hash_key, range_key = self.get_keys_value(table, key)
-            before = table.get_item(hash_key, range_key)
-            shard = table.stream_shard
-            undo.append((table, hash_key, range_key, copy.deepcopy(before),
-                         len(shard.items) if shard is not None else None))
-            names = op.get("ExpressionAttributeNames")
-            values = op.get("ExpressionAttributeValues")
-            if op_type == "Put":
-                self.put_item(op["TableName"], op["Item"], expression_attribute_names=names,
-                              expression_attribute_values=values)
-            elif op_type == "Delete":
-                self.delete_item(op["TableName"], key, expression_attribute_names=names,
-                                 expression_attribute_values=values)
-            elif op_type == "Update":
-                self.update_item(op["TableName"], key, update_expression=op["UpdateExpression"],
-                                 expression_attribute_names=names,
-                                 expression_attribute_values=values)
-    except Exception:
-        for table, hash_key, range_key, before, stream_len in reversed(undo):
-            if table.has_range_key:
-                bucket = table.items[hash_key]
-                if before is None:
-                    bucket.pop(range_key, None)
-                else:
-                    bucket[range_key] = before
-            elif before is None:
-                table.items.pop(hash_key, None)
-            else:
-                table.items[hash_key] = before
-            if stream_len is not None:
-                del table.stream_shard.items[stream_len:]
-        raise
+        return importlib.metadata.version("moto")
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
-DynamoDBBackend.transact_write_items = transact_write_items
-
-def check_at_the_root(validator, check):
-    every_level = validator.traverse
-
-    def traverse(self, node):
-        if isinstance(node, UpdateExpression):
-            return check(self, node)
-        return every_level(self, node)
-
-    validator.traverse = traverse
-
-
-check_at_the_root(ActionCountValidator, ActionCountValidator.verify_action_counts)
-check_at_the_root(OverlappingPathsValidator, OverlappingPathsValidator.check_for_overlapping_paths)
-
-_parse_update_expression = update_expressions.UpdateExpressionParser.make.__func__
-
-
-@functools.lru_cache(maxsize=4096)
-def parse_once(expression_str):
-    return _parse_update_expression(update_expressions.UpdateExpressionParser, expression_str)
-
-
-update_expressions.UpdateExpressionParser.make = staticmethod(parse_once)
-
-# Every processor rebuilds its (constant) node-type map at each node it
-# visits; build it once per processor.
-def map_once(cls):
-    build = cls._processing_map
-    key = "_stockroom_map_" + cls.__qualname__
-
-    def processing_map(self):
-        cached = self.__dict__.get(key)
-        if cached is None:
-            cached = self.__dict__[key] = build(self)
-        return cached
-
-    cls._processing_map = processing_map
-
-
-def subclasses(cls):
-    for sub in cls.__subclasses__():
-        yield sub
-        yield from subclasses(sub)
-
-
-for _processor in [DepthFirstTraverser, *subclasses(DepthFirstTraverser)]:
-    if "_processing_map" in vars(_processor):
-        map_once(_processor)
-
-
-def node_types_once(self):
-    cached = self.__dict__.get("_stockroom_types")
-    if cached is None:
-        cached = self.__dict__["_stockroom_types"] = tuple(self._processing_map().keys())
-    return cached
-
-
-DepthFirstTraverser.nodes_to_be_processed = node_types_once
-
-
-# A validator deep-copies the parsed expression before working on it; a
-# pickle round trip copies that plain object graph several times faster.
-def copy_expression(value):
-    if isinstance(value, Node):
-        return pickle.loads(pickle.dumps(value, pickle.HIGHEST_PROTOCOL))
-    return copy.deepcopy(value)
-
-
-validators.deepcopy = copy_expression
-
-
-def visible_now(queue):
-    now = unix_time_millis()
-    return [m for m in queue._messages if now > m.visible_at and not now < m.delayed_until]
-
-
-def delayed_now(queue):
-    now = unix_time_millis()
-    return sum(1 for m in queue._messages if now < m.delayed_until)
-
-
-def not_visible_now(queue):
-    now = unix_time_millis()
-    return sum(1 for m in queue._messages if not now > m.visible_at)
-
-
-Queue.messages = property(visible_now)
-Queue.approximate_number_of_messages_delayed = property(delayed_now)
-Queue.approximate_number_of_messages_not_visible = property(not_visible_now)
-Queue.approximate_number_of_messages = property(lambda queue: len(visible_now(queue)))
+def problems(expected):
+    """What stops the emulator from starting, as sentences; empty when nothing does.
+    Reports the version and every missing patch target together, so one run
+    says all that an upgrade broke."""
+    found = []
+    installed = installed_moto()
+    if expected is None:
+        try:
+            expected = pinned_moto()
+        except OSError as e:
+            return [f"cannot read the moto pin: {e}"]
+        if expected is None:
+            return [f"{REQUIREMENTS} pins no moto version (moto[server]==X.Y.Z)"]
+        source = f"{REQUIREMENTS.parent.name}/{REQUIREMENTS.name} pins"
+        hint = " (run `make tools`)"
+    else:
+        source, hint = "--expect-moto asks for", ""
+    if installed is None:
+        return [f"moto is not installed; {source} {expected}{hint}"]
+    if installed != expected:
+        found.append(f"moto {installed} is installed, but {source} {expected}{hint}")
+    try:
+        import moto_patches
+    except ImportError as e:
+        # A module or name the patches import is gone: the message names it.
+        return [*found, f"moto {installed} lacks a patch target: {e}"]
+    found.extend(f"moto {installed} has no {name} to patch" for name in moto_patches.missing_targets())
+    return found
 
 
 def serialised(app):
@@ -257,11 +88,41 @@ def serialised(app):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=4566)
     parser.add_argument("--exit-with-stdin", action="store_true")
+    parser.add_argument(
+        "--check", action="store_true", help="check moto and the patch targets, then exit"
+    )
+    parser.add_argument(
+        "--expect-moto",
+        metavar="VERSION",
+        help="the moto version to require instead of the pin in requirements-dev.txt",
+    )
     args = parser.parse_args()
+    refusals = problems(args.expect_moto)
+    if refusals:
+        for refusal in refusals:
+            print(f"emulator: {refusal}", file=sys.stderr)
+        print("emulator: not starting", file=sys.stderr)
+        sys.exit(1)
+    # Imported only now: the checks above name a missing module more plainly
+    # than a traceback would.
+    import moto_patches
+    from moto.moto_server.threaded_moto_server import MotoRequestHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from werkzeug.serving import run_simple
+
+    moto_patches.install()
+    if args.check:
+        print(
+            f"emulator: moto {installed_moto()} as expected, every patch target present",
+            file=sys.stderr,
+        )
+        return
     os.environ.setdefault("MOTO_PORT", str(args.port))
     if args.exit_with_stdin:
 

@@ -2,13 +2,17 @@
 //! (`infra/emulator.py`) and keeps the rules: invalid update expressions are
 //! still refused, alone and inside a transaction; an expression parsed once
 //! serves later requests with their own values; and queues still count
-//! their visible, in-flight and delayed messages.
+//! their visible, in-flight and delayed messages. It patches moto's
+//! internals, so it refuses to start on a moto other than the pinned one or
+//! one that lacks a patch target.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use stockroom::aws_sdk_dynamodb::error::DisplayErrorContext;
 use stockroom::aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
-use stockroom_tests::stack;
+use stockroom_tests::{root, stack};
 
 fn s(v: &str) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -190,4 +194,79 @@ async fn queues_count_visible_in_flight_and_delayed_messages() {
     bodies.sort();
     assert_eq!(bodies.len(), 2);
     assert!(!bodies.contains(&"later"));
+}
+
+/// The venv's Python, as the stack starts the emulator with.
+fn python() -> PathBuf {
+    std::env::var_os("STOCKROOM_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join(".venv/bin/python"))
+}
+
+/// `emulator.py --check` with `args`, run as the tests run the emulator.
+fn check(args: &[&str]) -> Output {
+    Command::new(python())
+        .arg(root().join("infra/emulator.py"))
+        .arg("--check")
+        .args(args)
+        .output()
+        .expect("run infra/emulator.py (run `make tools`)")
+}
+
+/// The moto version `infra/requirements-dev.txt` pins.
+fn pinned_moto() -> String {
+    let text = std::fs::read_to_string(root().join("infra/requirements-dev.txt")).unwrap();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("moto[server]=="))
+        .expect("a moto[server]== pin")
+        .trim()
+        .to_owned()
+}
+
+#[test]
+fn the_installed_moto_is_the_pinned_one_with_every_patch_target() {
+    let out = check(&[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the check failed: {stderr}");
+    assert!(stderr.contains(&pinned_moto()), "{stderr}");
+}
+
+#[test]
+fn a_moto_other_than_the_expected_one_is_refused() {
+    let out = check(&["--expect-moto", "0.0.1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started against another moto: {stderr}");
+    // The message names both versions: the installed (pinned) one and the one asked for.
+    assert!(
+        stderr.contains(&format!("moto {} is installed", pinned_moto())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("0.0.1"), "{stderr}");
+}
+
+#[test]
+fn a_missing_patch_target_is_refused_and_named() {
+    // As if an upgrade had renamed it: remove one target, then run the
+    // emulator's own start-up in the same interpreter.
+    let infra = root().join("infra");
+    let script = format!(
+        "import runpy, sys\n\
+         sys.path.insert(0, {infra:?})\n\
+         from moto.sqs.models import Queue\n\
+         del Queue.approximate_number_of_messages_delayed\n\
+         sys.argv = ['emulator.py', '--check']\n\
+         runpy.run_path({emulator:?}, run_name='__main__')\n",
+        infra = infra.display().to_string(),
+        emulator = infra.join("emulator.py").display().to_string(),
+    );
+    let out = Command::new(python())
+        .args(["-c", &script])
+        .output()
+        .expect("run python");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started without a patch target: {stderr}");
+    assert!(
+        stderr.contains("moto.sqs.models.Queue.approximate_number_of_messages_delayed"),
+        "{stderr}"
+    );
 }

@@ -335,46 +335,28 @@ pub async fn sections(
     base.rows.push(Row::new(
         "cold start (first answer), Python ÷ Rust",
         format!(
-            "{} ({:.1} ms vs {:.1} ms); without the emulator's time {} ({:.1} ms vs {:.1} ms)",
-            ratio_text(python.first() / sale.first()),
-            python.first(),
-            sale.first(),
-            ratio_text(python.first_own() / sale.first_own()),
-            python.first_own(),
-            sale.first_own()
+            "{}; without the emulator's time {}",
+            versus(python.first(), sale.first(), 1, "ms"),
+            versus(python.first_own(), sale.first_own(), 1, "ms")
         ),
         "medians, same harness, same events, same emulator",
     ));
     base.rows.push(Row::new(
         "peak RSS, Python ÷ Rust",
-        format!(
-            "{} ({:.1} MiB vs {:.1} MiB)",
-            ratio_text(python.rss_mib() / sale.rss_mib()),
-            python.rss_mib(),
-            sale.rss_mib()
-        ),
+        versus(python.rss_mib(), sale.rss_mib(), 1, "MiB"),
         format!("VmHWM after {} invocations each", load + 1),
     ));
     base.rows.push(Row::new(
         "CPU per sale, Python ÷ Rust",
-        format!(
-            "{} ({:.0} µs vs {:.0} µs)",
-            ratio_text(python.cpu_us / sale.cpu_us),
-            python.cpu_us,
-            sale.cpu_us
-        ),
+        versus(python.cpu_us, sale.cpu_us, 0, "µs"),
         "process on-CPU time per warm invocation, store round trip included",
     ));
     base.rows.push(Row::new(
         "warm invocation, Python ÷ Rust",
         format!(
-            "{} ({:.1} ms vs {:.1} ms); without the emulator's time {} ({:.1} ms vs {:.1} ms)",
-            ratio_text(python.warm() / sale.warm()),
-            python.warm(),
-            sale.warm(),
-            ratio_text(python.warm_own() / sale.warm_own()),
-            python.warm_own(),
-            sale.warm_own()
+            "{}; without the emulator's time {}",
+            versus(python.warm(), sale.warm(), 1, "ms"),
+            versus(python.warm_own(), sale.warm_own(), 1, "ms")
         ),
         "median wall time of the second invocation",
     ));
@@ -382,4 +364,21 @@ pub async fn sections(
         "`bench/baseline/sale_handler.py` makes the same DynamoDB transaction as sale-webhook (receipt, conditional decrement, ledger entry), so the ratios compare runtimes, not designs; `bench/baseline/runtime.py` is a minimal Runtime API client like Lambda's own.".into(),
     );
     Ok(vec![cold, memory, base])
+}
+
+/// Python ÷ Rust as a ratio, then both figures: `1.50× (3.0 ms vs 2.0 ms)`.
+fn versus(python: f64, rust: f64, decimals: usize, unit: &str) -> String {
+    format!(
+        "{} ({python:.decimals$} {unit} vs {rust:.decimals$} {unit})",
+        ratio_text(python / rust)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn versus_shows_the_ratio_then_both_figures() {
+        assert_eq!(super::versus(3.0, 2.0, 1, "ms"), "1.50× (3.0 ms vs 2.0 ms)");
+        assert_eq!(super::versus(150.4, 100.0, 0, "µs"), "1.50× (150 µs vs 100 µs)");
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::BenchError;
@@ -171,56 +172,50 @@ struct Pending {
 }
 
 async fn relay(client: TcpStream, server: TcpStream, recorded: Intervals) {
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
+    let (client_read, client_write) = client.into_split();
+    let (server_read, server_write) = server.into_split();
     let exchange = Arc::new(Mutex::new(Pending::default()));
     let (up_rec, up_ex) = (recorded.clone(), exchange.clone());
-    let up = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = client_read.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let now = Instant::now();
-            if let (Ok(mut ex), Ok(mut rec)) = (up_ex.lock(), up_rec.lock()) {
-                if ex.open.is_none() || ex.answered {
-                    rec.push(Exchange {
-                        start: now,
-                        end: now,
-                        operation: operation(&buf[..n]),
-                    });
-                    ex.open = Some(rec.len() - 1);
-                    ex.answered = false;
-                }
-            }
-            if server_write.write_all(&buf[..n]).await.is_err() {
-                break;
+    let up = pump(client_read, server_write, move |chunk, now| {
+        if let (Ok(mut ex), Ok(mut rec)) = (up_ex.lock(), up_rec.lock()) {
+            if ex.open.is_none() || ex.answered {
+                rec.push(Exchange {
+                    start: now,
+                    end: now,
+                    operation: operation(chunk),
+                });
+                ex.open = Some(rec.len() - 1);
+                ex.answered = false;
             }
         }
-        let _ = server_write.shutdown().await;
-    };
-    let down = async move {
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(n) = server_read.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            let now = Instant::now();
-            if let (Ok(mut ex), Ok(mut rec)) = (exchange.lock(), recorded.lock()) {
-                if let Some(i) = ex.open {
-                    if let Some(exchange) = rec.get_mut(i) {
-                        exchange.end = now;
-                    }
-                    ex.answered = true;
+    });
+    let down = pump(server_read, client_write, move |_, now| {
+        if let (Ok(mut ex), Ok(mut rec)) = (exchange.lock(), recorded.lock()) {
+            if let Some(i) = ex.open {
+                if let Some(exchange) = rec.get_mut(i) {
+                    exchange.end = now;
                 }
-            }
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                break;
+                ex.answered = true;
             }
         }
-        let _ = client_write.shutdown().await;
-    };
+    });
     tokio::join!(up, down);
+}
+
+/// Copies `from` to `to` until either side closes, showing `seen` each
+/// chunk and when it arrived before passing it on; then closes `to`.
+async fn pump(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, mut seen: impl FnMut(&[u8], Instant)) {
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = from.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        seen(&buf[..n], Instant::now());
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 #[cfg(test)]

@@ -57,14 +57,8 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                         .map_err(fail(format!("table {}", t.name)))?,
                 );
             }
-            for (attr, ty) in &t.key_schema {
-                req = req.key_schema(
-                    KeySchemaElement::builder()
-                        .attribute_name(attr)
-                        .key_type(KeyType::from(ty.as_str()))
-                        .build()
-                        .map_err(fail(format!("table {}", t.name)))?,
-                );
+            for key in key_schema(&t.key_schema, || format!("table {}", t.name))? {
+                req = req.key_schema(key);
             }
             for index in &t.indexes {
                 let mut gsi = GlobalSecondaryIndex::builder()
@@ -78,14 +72,8 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
                             )
                             .build(),
                     );
-                for (attr, ty) in &index.key_schema {
-                    gsi = gsi.key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name(attr)
-                            .key_type(KeyType::from(ty.as_str()))
-                            .build()
-                            .map_err(fail(format!("index {}", index.name)))?,
-                    );
+                for key in key_schema(&index.key_schema, || format!("index {}", index.name))? {
+                    gsi = gsi.key_schema(key);
                 }
                 req =
                     req.global_secondary_indexes(gsi.build().map_err(fail(format!("index {}", index.name)))?);
@@ -132,20 +120,11 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
             req = req.attributes(QueueAttributeName::VisibilityTimeout, v.to_string());
         }
         if let Some((dlq, max)) = &q.dead_letter {
-            let dlq_url = stack.queue_urls.get(dlq).ok_or_else(|| BootstrapError {
+            let arn = queue_arn(&sqs, &stack, dlq, || BootstrapError {
                 what: format!("queue {}", q.name),
                 message: format!("dead-letter queue {dlq} is not declared"),
-            })?;
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(dlq_url)
-                .attribute_names(QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .map_err(fail(format!("queue {dlq}")))?
-                .attributes()
-                .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                .unwrap_or_default();
+            })
+            .await?;
             req = req.attributes(
                 QueueAttributeName::RedrivePolicy,
                 serde_json::json!({"deadLetterTargetArn": arn, "maxReceiveCount": max}).to_string(),
@@ -185,20 +164,11 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
         if !b.queue_notifications.is_empty() {
             let mut config = aws_sdk_s3::types::NotificationConfiguration::builder();
             for (queue, event, prefix) in &b.queue_notifications {
-                let url = stack.queue_urls.get(queue).ok_or_else(|| BootstrapError {
+                let arn = queue_arn(&sqs, &stack, queue, || BootstrapError {
                     what: format!("bucket {}", b.name),
                     message: format!("notification queue {queue} is not declared"),
-                })?;
-                let arn = sqs
-                    .get_queue_attributes()
-                    .queue_url(url)
-                    .attribute_names(QueueAttributeName::QueueArn)
-                    .send()
-                    .await
-                    .map_err(fail(format!("queue {queue}")))?
-                    .attributes()
-                    .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
-                    .unwrap_or_default();
+                })
+                .await?;
                 let mut q = aws_sdk_s3::types::QueueConfiguration::builder()
                     .queue_arn(arn)
                     .events(aws_sdk_s3::types::Event::from(event.as_str()));
@@ -230,6 +200,46 @@ pub async fn bootstrap(sdk: &aws_config::SdkConfig, template: &Template) -> Resu
         stack.buckets.insert(b.logical_id.clone(), b.name.clone());
     }
     Ok(stack)
+}
+
+/// A table's or an index's key schema from its (attribute, HASH|RANGE)
+/// pairs; `what` names it in an error.
+fn key_schema(
+    pairs: &[(String, String)],
+    what: impl Fn() -> String,
+) -> Result<Vec<KeySchemaElement>, BootstrapError> {
+    pairs
+        .iter()
+        .map(|(attr, ty)| {
+            KeySchemaElement::builder()
+                .attribute_name(attr)
+                .key_type(KeyType::from(ty.as_str()))
+                .build()
+                .map_err(fail(what()))
+        })
+        .collect()
+}
+
+/// The ARN of a queue created earlier, by logical id (redrive policies and
+/// bucket notifications name queues by ARN); `undeclared` is the error when
+/// the stack has no such queue.
+async fn queue_arn(
+    sqs: &aws_sdk_sqs::Client,
+    stack: &Stack,
+    logical_id: &str,
+    undeclared: impl FnOnce() -> BootstrapError,
+) -> Result<String, BootstrapError> {
+    let url = stack.queue_urls.get(logical_id).ok_or_else(undeclared)?;
+    Ok(sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .map_err(fail(format!("queue {logical_id}")))?
+        .attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn).cloned())
+        .unwrap_or_default())
 }
 
 impl Stack {

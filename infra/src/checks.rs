@@ -5,11 +5,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::Value;
+
+use crate::template::function_binary;
 
 /// Every problem found, as sentences; empty when the template is sound.
 pub fn check(template: &str, workspace: &Path) -> Vec<String> {
-    let doc: Value = match serde_yaml::from_str(template) {
+    let doc: Value = match serde_norway::from_str(template) {
         Ok(d) => d,
         Err(e) => return vec![format!("template.yaml does not parse: {e}")],
     };
@@ -74,15 +76,7 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
                 }
             }
             "AWS::Serverless::Function" => {
-                let meta = res.get("Metadata");
-                let binary = meta
-                    .and_then(|m| m.get("Binary"))
-                    .or_else(|| {
-                        meta.and_then(|m| m.get("BuildProperties"))
-                            .and_then(|b| b.get("Binary"))
-                    })
-                    .and_then(Value::as_str);
-                match binary {
+                match function_binary(res) {
                     None => problems.push(format!("function {id} names no Binary in its Metadata")),
                     Some(b) => {
                         binaries.insert(b.to_owned());

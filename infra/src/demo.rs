@@ -336,13 +336,7 @@ impl Demo {
         let report_key = format!("reports/{key}.json");
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let report: Value = loop {
-            if let Ok(got) = self.s3.get_object().bucket(bucket).key(&report_key).send().await {
-                let bytes = got
-                    .body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .unwrap_or_default();
+            if let Some(bytes) = self.read_object(bucket, &report_key).await {
                 break serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             }
             if tokio::time::Instant::now() > deadline {
@@ -359,13 +353,7 @@ impl Demo {
             report["rows_read"], report["applied"], report["rejected"], report_key
         );
         if let Some(rejects) = report["rejects"].as_str() {
-            if let Ok(got) = self.s3.get_object().bucket(bucket).key(rejects).send().await {
-                let bytes = got
-                    .body
-                    .collect()
-                    .await
-                    .map(|b| b.into_bytes())
-                    .unwrap_or_default();
+            if let Some(bytes) = self.read_object(bucket, rejects).await {
                 for line in String::from_utf8_lossy(&bytes).lines().skip(1) {
                     println!("   rejected: {line}");
                 }
@@ -413,20 +401,11 @@ impl Demo {
         loop {
             let mut got_any = false;
             for (channel, url) in &self.channel_queues {
-                let Ok(out) = self
-                    .sqs
-                    .receive_message()
-                    .queue_url(url)
-                    .max_number_of_messages(10)
-                    .wait_time_seconds(0)
-                    .send()
-                    .await
-                else {
+                let Some(messages) = self.take_messages(url).await else {
                     continue;
                 };
-                for m in out.messages() {
+                for v in messages {
                     got_any = true;
-                    let v: Value = serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null);
                     if v["sku"] == SKU {
                         heard += 1;
                         let (seq, available) = (
@@ -439,15 +418,6 @@ impl Demo {
                                 *e = (seq, available);
                             }
                         }
-                    }
-                    if let Some(h) = m.receipt_handle() {
-                        let _ = self
-                            .sqs
-                            .delete_message()
-                            .queue_url(url)
-                            .receipt_handle(h)
-                            .send()
-                            .await;
                     }
                 }
             }
@@ -494,33 +464,54 @@ impl Demo {
         };
         let mut out = Vec::new();
         loop {
-            let Ok(got) = self
-                .sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-            else {
-                return out;
-            };
-            let msgs = got.messages();
-            if msgs.is_empty() {
-                return out;
-            }
-            for m in msgs {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
-                if let Some(h) = m.receipt_handle() {
-                    let _ = self
-                        .sqs
-                        .delete_message()
-                        .queue_url(url)
-                        .receipt_handle(h)
-                        .send()
-                        .await;
-                }
+            match self.take_messages(url).await {
+                Some(messages) if !messages.is_empty() => out.extend(messages),
+                _ => return out,
             }
         }
+    }
+
+    /// An object's bytes; None while it does not exist (or cannot be read).
+    /// A body that breaks off midway reads as empty.
+    async fn read_object(&self, bucket: &str, key: &str) -> Option<bytes::Bytes> {
+        let got = self.s3.get_object().bucket(bucket).key(key).send().await.ok()?;
+        Some(
+            got.body
+                .collect()
+                .await
+                .map(|b| b.into_bytes())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Receives up to ten messages from `url` without waiting, and deletes
+    /// them: their bodies as JSON (null where a body is not JSON). None when
+    /// the queue cannot be read.
+    async fn take_messages(&self, url: &str) -> Option<Vec<Value>> {
+        let got = self
+            .sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .ok()?;
+        let mut bodies = Vec::with_capacity(got.messages().len());
+        for m in got.messages() {
+            bodies.push(serde_json::from_str(m.body().unwrap_or("null")).unwrap_or(Value::Null));
+            if let Some(h) = m.receipt_handle() {
+                // A message that fails to delete is only read again: the demo goes on.
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
+            }
+        }
+        Some(bodies)
     }
 }
 

@@ -1,22 +1,14 @@
-//! `infra/local.env`: KEY=VALUE lines, `#` comments, optional quotes.
+//! `infra/local.env`, read by dotenvy's rules: `#` comments, an optional
+//! `export`, single or double quotes (values holding `=` are quoted).
 
 use std::collections::HashMap;
 use std::path::Path;
 
+/// The settings in `text`. A line that is not a setting is skipped, as it
+/// always was here, rather than stopping the local stack over one stray line.
 pub fn parse(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let (k, v) = l.strip_prefix("export ").unwrap_or(l).split_once('=')?;
-            let v = v.trim();
-            let v = v
-                .strip_prefix('"')
-                .and_then(|x| x.strip_suffix('"'))
-                .or_else(|| v.strip_prefix('\'').and_then(|x| x.strip_suffix('\'')))
-                .unwrap_or(v);
-            Some((k.trim().to_owned(), v.to_owned()))
-        })
+    dotenvy::from_read_iter(text.as_bytes())
+        .filter_map(Result::ok)
         .collect()
 }
 
@@ -33,5 +25,26 @@ mod tests {
         assert_eq!(m["B"], "two words");
         assert_eq!(m["C"], "x=y");
         assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn follows_dotenv_rules_the_old_parser_did_not() {
+        // A comment after a value is not part of it; single quotes keep `$` literal.
+        let m = super::parse("A=1 # note\nB='$NOT_EXPANDED'\n");
+        assert_eq!(m["A"], "1");
+        assert_eq!(m["B"], "$NOT_EXPANDED");
+    }
+
+    #[test]
+    fn reads_the_local_env_file() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("local.env");
+        let m = super::load(&path).unwrap();
+        assert_eq!(
+            m["CHANNEL_LOCATIONS"],
+            "web=warehouse,pos=downtown,marketplace=warehouse"
+        );
+        assert_eq!(m["SHOPIFY_LOCATIONS"], "1001=warehouse,1002=downtown");
+        assert_eq!(m["AWS_ENDPOINT_URL"], "http://127.0.0.1:4566");
+        assert!(!m.keys().any(|k| k.starts_with('#')));
     }
 }

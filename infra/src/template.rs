@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_yaml::Value;
+use serde_norway::{Mapping, Value};
 
 use crate::bootstrap::Stack;
 
@@ -126,22 +126,78 @@ fn shape(msg: impl Into<String>) -> TemplateError {
 pub const LOCAL_ACCOUNT: &str = "123456789012";
 pub const LOCAL_REGION: &str = "us-east-1";
 
-fn pseudo(s: &str, stack: &str) -> String {
-    s.replace("${AWS::StackName}", stack)
-        .replace("${AWS::AccountId}", LOCAL_ACCOUNT)
-        .replace("${AWS::Region}", LOCAL_REGION)
-        .replace("${AWS::Partition}", "aws")
+/// What a pseudo parameter stands for in the local stack named `stack`.
+fn pseudo(name: &str, stack: &str) -> Option<String> {
+    match name {
+        "AWS::StackName" => Some(stack.to_owned()),
+        "AWS::Region" => Some(LOCAL_REGION.to_owned()),
+        "AWS::AccountId" => Some(LOCAL_ACCOUNT.to_owned()),
+        "AWS::Partition" => Some("aws".to_owned()),
+        _ => None,
+    }
 }
 
-/// Resolves a name: a plain string, or `!Sub` with the pseudo parameters.
-fn name(v: &Value, stack: &str) -> Option<String> {
-    match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Tagged(t) if t.tag == "!Sub" || t.tag == "Fn::Sub" => {
-            t.value.as_str().map(|s| pseudo(s, stack))
-        }
-        Value::Mapping(m) => m.get("Fn::Sub").and_then(Value::as_str).map(|s| pseudo(s, stack)),
+/// What `${Name}` or `!Ref Name` stands for, where it is known.
+type Lookup<'a> = dyn Fn(&str) -> Option<String> + 'a;
+
+/// The text of a substitution and its own variables, if `v` is one: the
+/// short `!Sub` or the long `Fn::Sub`, each with a string or with the list
+/// `[text, {name: value}]`.
+fn sub_parts(v: &Value) -> Option<(&str, Option<&Mapping>)> {
+    let body = match v {
+        Value::Tagged(t) if t.tag == "!Sub" || t.tag == "Fn::Sub" => &t.value,
+        Value::Mapping(m) => m.get("Fn::Sub")?,
+        _ => return None,
+    };
+    match body {
+        Value::String(text) => Some((text, None)),
+        Value::Sequence(list) => match list.as_slice() {
+            [Value::String(text), Value::Mapping(vars)] => Some((text, Some(vars))),
+            _ => None,
+        },
         _ => None,
+    }
+}
+
+/// `text` with each `${Name}` replaced by what `lookup` says and each
+/// `${!Literal}` written as `${Literal}`, as `Fn::Sub` does. None when a
+/// name is unknown: a value that is half resolved is worse than none.
+fn substitute(text: &str, lookup: &Lookup) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}')?;
+        let name = &after[..end];
+        match name.strip_prefix('!') {
+            Some(literal) => {
+                out.push_str("${");
+                out.push_str(literal);
+                out.push('}');
+            }
+            None => out.push_str(&lookup(name)?),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Resolves a plain scalar, `!Ref`/`Ref`, or `!Sub`/`Fn::Sub` (a list
+/// form's own variables first, then `lookup`). None for anything else, or
+/// when a reference is unknown.
+fn resolve_with(v: &Value, lookup: &Lookup) -> Option<String> {
+    if let Some((text, vars)) = sub_parts(v) {
+        return substitute(text, &|name| match vars.and_then(|m| m.get(name)) {
+            Some(value) => resolve_with(value, lookup),
+            None => lookup(name),
+        });
+    }
+    match v {
+        Value::Tagged(t) if t.tag == "!Ref" => lookup(t.value.as_str()?),
+        Value::Mapping(m) => m.get("Ref").and_then(Value::as_str).and_then(lookup),
+        other => scalar(other),
     }
 }
 
@@ -159,6 +215,15 @@ fn referenced(v: &Value) -> Option<String> {
             .or_else(|| m.get("Ref").and_then(Value::as_str).map(str::to_owned)),
         _ => None,
     }
+}
+
+/// The binary a function runs: `Metadata.Binary`, or
+/// `Metadata.BuildProperties.Binary` as cargo lambda's SAM integration names it.
+pub(crate) fn function_binary(resource: &Value) -> Option<&str> {
+    let meta = resource.get("Metadata");
+    meta.and_then(|m| m.get("Binary"))
+        .or_else(|| meta?.get("BuildProperties")?.get("Binary"))
+        .and_then(Value::as_str)
 }
 
 /// A plain scalar as text.
@@ -200,7 +265,7 @@ impl Template {
 
     /// Parses the template, naming resources for the stack `stack`.
     pub fn parse(text: &str, stack: &str) -> Result<Self, TemplateError> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| shape(e.to_string()))?;
+        let doc: Value = serde_norway::from_str(text).map_err(|e| shape(e.to_string()))?;
         let resources = doc
             .get("Resources")
             .and_then(Value::as_mapping)
@@ -256,10 +321,17 @@ impl Template {
         for (id, res) in sorted {
             let ty = res.get("Type").and_then(Value::as_str).unwrap_or_default();
             let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+            // Names are resolved before anything exists: pseudo parameters and
+            // parameter defaults only. What cannot be resolved gets the name
+            // the stack would give a resource without one.
             let named = |field: &str| {
                 props
                     .get(field)
-                    .and_then(|v| name(v, stack))
+                    .and_then(|v| {
+                        resolve_with(v, &|n| {
+                            pseudo(n, stack).or_else(|| out.parameters.get(n).cloned())
+                        })
+                    })
                     .unwrap_or_else(|| format!("{stack}-{}", id.to_ascii_lowercase()))
             };
             match ty {
@@ -357,14 +429,7 @@ impl Template {
                     logical_id: id.clone(),
                 }),
                 "AWS::Serverless::Function" => {
-                    let meta = res.get("Metadata");
-                    let binary = meta
-                        .and_then(|m| m.get("Binary"))
-                        .or_else(|| {
-                            meta.and_then(|m| m.get("BuildProperties"))
-                                .and_then(|b| b.get("Binary"))
-                        })
-                        .and_then(Value::as_str)
+                    let binary = function_binary(res)
                         .ok_or_else(|| shape(format!("{id}: Metadata.Binary is required")))?
                         .to_owned();
                     out.functions.push(FunctionSpec {
@@ -470,39 +535,16 @@ impl Template {
             .collect()
     }
 
-    /// Resolves a scalar, `!Ref` or `!Sub` value locally.
+    /// Resolves a value against the local stack: pseudo parameters,
+    /// parameter defaults, and what the stack created (`!Ref X` and
+    /// `${X}`: a table's name, a queue's URL, a bucket's name). An attribute
+    /// (`${X.Arn}`) is not resolved: the variable is left out.
     fn resolve(&self, v: &Value, stack: &Stack) -> Option<String> {
-        let lookup = |name: &str| -> Option<String> {
-            match name {
-                "AWS::StackName" => Some(self.stack.clone()),
-                "AWS::Region" => Some(LOCAL_REGION.to_owned()),
-                "AWS::AccountId" => Some(LOCAL_ACCOUNT.to_owned()),
-                "AWS::Partition" => Some("aws".to_owned()),
-                _ => self
-                    .parameters
-                    .get(name)
-                    .cloned()
-                    .or_else(|| stack.physical(name).map(str::to_owned)),
-            }
-        };
-        match v {
-            Value::Tagged(t) if t.tag == "!Ref" => lookup(t.value.as_str()?),
-            Value::Tagged(t) if t.tag == "!Sub" => {
-                let text = t.value.as_str()?;
-                let mut out = String::with_capacity(text.len());
-                let mut rest = text;
-                while let Some(start) = rest.find("${") {
-                    out.push_str(&rest[..start]);
-                    let end = rest[start..].find('}')? + start;
-                    out.push_str(&lookup(&rest[start + 2..end])?);
-                    rest = &rest[end + 1..];
-                }
-                out.push_str(rest);
-                Some(out)
-            }
-            Value::Mapping(m) => m.get("Ref").and_then(Value::as_str).and_then(lookup),
-            other => scalar(other),
-        }
+        resolve_with(v, &|name| {
+            pseudo(name, &self.stack)
+                .or_else(|| self.parameters.get(name).cloned())
+                .or_else(|| stack.physical(name).map(str::to_owned))
+        })
     }
 
     pub fn table(&self, logical_id: &str) -> Option<&TableSpec> {
@@ -628,5 +670,92 @@ Resources:
         let s = t.triggers.iter().find(|x| x.event == "FromStream").unwrap();
         assert_eq!(s.source, TriggerSource::Stream("T".into()));
         assert_eq!(s.filters, vec![r#"{"dynamodb": {}}"#.to_owned()]);
+    }
+
+    /// `yaml` (one value) resolved as a function's environment would be,
+    /// in stack `s` with parameter `P` (default `p`) and a created table `T`.
+    fn env_value(yaml: &str) -> Option<String> {
+        let t = Template {
+            stack: "s".into(),
+            parameters: BTreeMap::from([("P".to_owned(), "p".to_owned())]),
+            ..Template::default()
+        };
+        let mut stack = Stack::default();
+        stack.tables.insert("T".into(), "s-t".into());
+        let v: Value = serde_norway::from_str(yaml).unwrap();
+        t.resolve(&v, &stack)
+    }
+
+    #[test]
+    fn one_resolver_reads_both_sub_forms() {
+        for yaml in [
+            r#"!Sub "${AWS::StackName}/${AWS::Region}/${AWS::AccountId}/${AWS::Partition}""#,
+            r#"{"Fn::Sub": "${AWS::StackName}/${AWS::Region}/${AWS::AccountId}/${AWS::Partition}"}"#,
+        ] {
+            assert_eq!(
+                env_value(yaml).as_deref(),
+                Some("s/us-east-1/123456789012/aws"),
+                "{yaml}"
+            );
+        }
+        // Parameters and created resources, by `${X}` and by `!Ref`/`Ref`.
+        assert_eq!(env_value(r#"!Sub "${T}:${P}""#).as_deref(), Some("s-t:p"));
+        assert_eq!(env_value("!Ref T").as_deref(), Some("s-t"));
+        assert_eq!(env_value(r#"{"Ref": "P"}"#).as_deref(), Some("p"));
+        // The list form: its own variables first (themselves resolved), then the rest.
+        for yaml in [
+            r#"!Sub ["${A}-${B}-${T}", {A: x, B: !Ref P}]"#,
+            r#"{"Fn::Sub": ["${A}-${B}-${T}", {A: x, B: {"Ref": "P"}}]}"#,
+        ] {
+            assert_eq!(env_value(yaml).as_deref(), Some("x-p-s-t"), "{yaml}");
+        }
+        // `${!X}` is written literally, as Fn::Sub does.
+        assert_eq!(env_value(r#"!Sub "${!T}-${T}""#).as_deref(), Some("${T}-s-t"));
+        // Unknown names and attributes leave the value unresolved, not half done.
+        assert_eq!(env_value(r#"!Sub "${Nope}-${T}""#), None);
+        assert_eq!(env_value(r#"!Sub "${T.Arn}""#), None);
+        assert_eq!(env_value(r#"!Sub "${T""#), None);
+        assert_eq!(env_value("!GetAtt T.Arn"), None);
+        assert_eq!(env_value("plain").as_deref(), Some("plain"));
+    }
+
+    #[test]
+    fn resource_names_resolve_pseudo_parameters_and_parameter_defaults() {
+        let text = r#"
+Parameters:
+  Env:
+    Type: String
+    Default: dev
+Resources:
+  A:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-${Env}-a"
+  B:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName:
+        Fn::Sub: "${AWS::StackName}-${AWS::Region}-b"
+  C:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub ["${AWS::StackName}-${Kind}", {Kind: !Ref Env}]
+  D:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: !Sub "${AWS::StackName}-${Unknown}"
+  E:
+    Type: AWS::SQS::Queue
+    Properties:
+      QueueName: plain-e
+"#;
+        let t = Template::parse(text, "s").unwrap();
+        let name = |id: &str| t.queue(id).unwrap().name.clone();
+        assert_eq!(name("A"), "s-dev-a");
+        assert_eq!(name("B"), "s-us-east-1-b");
+        assert_eq!(name("C"), "s-dev");
+        // What cannot be resolved gets the name of a resource without one.
+        assert_eq!(name("D"), "s-d");
+        assert_eq!(name("E"), "plain-e");
     }
 }

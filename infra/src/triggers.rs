@@ -15,8 +15,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 use crate::bootstrap::Stack;
-use crate::http::HttpClient;
-use crate::streams::HttpInvoker;
+use crate::streams::{HttpInvoker, Invoke};
 use crate::template::{Template, TriggerSource, TriggerSpec};
 
 #[derive(Debug, thiserror::Error)]
@@ -75,7 +74,8 @@ pub async fn run(
     invoke_base: &str,
 ) -> Result<(), TriggerError> {
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    let http = HttpClient::new(Duration::from_secs(120));
+    // One invoker (one connection pool) for every queue trigger.
+    let invoker = HttpInvoker::new(invoke_base);
     let region = sdk
         .region()
         .map(|r| r.to_string())
@@ -107,12 +107,11 @@ pub async fn run(
                 println!("trigger: {} <- SQS {}", t.function, url);
                 tasks.push(tokio::spawn(poll_queue(
                     sqs.clone(),
-                    http.clone(),
+                    invoker.clone(),
                     t.clone(),
                     url,
                     arn,
                     region.clone(),
-                    invoke_base.to_owned(),
                 )));
             }
             TriggerSource::Stream(_) => {
@@ -138,14 +137,12 @@ pub async fn run(
 
 async fn poll_queue(
     sqs: aws_sdk_sqs::Client,
-    http: HttpClient,
+    invoker: HttpInvoker,
     t: TriggerSpec,
     url: String,
     arn: String,
     region: String,
-    invoke_base: String,
 ) {
-    let invoke = format!("{invoke_base}/2015-03-31/functions/{}/invocations", t.function);
     loop {
         let got = sqs
             .receive_message()
@@ -202,17 +199,9 @@ async fn poll_queue(
             .filter_map(|m| m.message_id().map(str::to_owned))
             .collect();
         let event = serde_json::to_vec(&json!({ "Records": records })).unwrap_or_default();
-        let result = match http
-            .send(
-                "POST",
-                &invoke,
-                &[("content-type", "application/json".into())],
-                event,
-            )
-            .await
-        {
+        let result = match invoker.invoke(&t.function, event).await {
             Ok(reply) => batch_result(&reply, t.report_batch_item_failures, &ids),
-            Err(e) => BatchResult::Error(e.to_string()),
+            Err(e) => BatchResult::Error(e),
         };
         let delete: Vec<_> = match &result {
             BatchResult::AllOk => msgs.iter().collect(),
