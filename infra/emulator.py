@@ -14,6 +14,10 @@ Differences from plain `moto_server`, all about fidelity or speed:
   version infra/requirements-dev.txt pins and every patch target exists.
   --check runs those checks and exits; --expect-moto names another version to
   check against (to see the refusal).
+* Faults real AWS produces and moto never does (transaction conflicts,
+  throttled partitions, lost responses, server errors, failed SQS sends,
+  redeliveries), off until a test or `make chaos` asks for them, and the
+  read and write units every DynamoDB request consumes: see faults.py.
 * With --exit-with-stdin the server exits as soon as its standard input
   closes, so a test process that dies never leaves an emulator behind.
 """
@@ -111,6 +115,7 @@ def main() -> None:
         sys.exit(1)
     # Imported only now: the checks above name a missing module more plainly
     # than a traceback would.
+    import faults
     import moto_patches
     from moto.moto_server.threaded_moto_server import MotoRequestHandler
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -135,7 +140,7 @@ def main() -> None:
     run_simple(
         args.host,
         args.port,
-        serialised(app),
+        serialised(faults.Faults().wrap(app)),
         threaded=True,
         request_handler=MotoRequestHandler,
     )

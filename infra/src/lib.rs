@@ -5,6 +5,7 @@ pub mod bootstrap;
 pub mod checks;
 pub mod demo;
 pub mod envfile;
+pub mod faults;
 pub mod http;
 pub mod streams;
 pub mod template;
