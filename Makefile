@@ -5,12 +5,12 @@ TOOLS := $(VENV)/.tools-installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help tools dev demo test fmt lint unit sam-validate lambda build bench deploy clean
+.PHONY: help tools dev demo test fmt lint unit sam-validate dev-stop lambda build bench deploy clean
 
 help:
 	@echo "make dev     run the whole stack locally (moto, cargo lambda watch, triggers) until Ctrl-C"
 	@echo "make demo    the last-blue-jacket story against the local stack (starts it if needed)"
-	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint"
+	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint, make dev's stop path"
 	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
 	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, a Python baseline -> BENCHMARKS.md"
 	@echo "             (BENCH_ARGS=--full adds the 1,000,000-row feed; BENCH_ARGS=--quick is a rough smoke run)"
@@ -45,7 +45,11 @@ sam-validate: tools
 	sam validate --lint --template template.yaml
 	cfn-lint template.yaml
 
-test: tools fmt lint unit sam-validate
+# `make dev` stopped by SIGTERM, as a supervisor or `timeout` stops it, leaves nothing running.
+dev-stop: tools
+	bash infra/test-dev-stop.sh
+
+test: tools fmt lint unit sam-validate dev-stop
 
 # Every function: `make build` compiles the workspace once (release, arm64,
 # Zig cross-compiles), then `sam build` copies each function's bootstrap

@@ -2,12 +2,13 @@
 # The whole local stack, in the foreground until Ctrl-C:
 #   moto's server (the local AWS) -> resources from template.yaml ->
 #   cargo lambda watch (the functions) -> the trigger runner (SQS triggers).
-# Prints a line with "ready" once every function answers. Ctrl-C (or any
-# part dying) stops everything it started.
+# Prints a line with "ready" once every function answers. Ctrl-C, a SIGTERM
+# from a supervisor (or `timeout`), or any part dying stops everything it
+# started. STOCKROOM_ENV_FILE names another settings file (other ports).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ENV_FILE=infra/local.env
+ENV_FILE=${STOCKROOM_ENV_FILE:-infra/local.env}
 VENV=.venv
 endpoint=$(grep -E '^AWS_ENDPOINT_URL=' "$ENV_FILE" | cut -d= -f2-)
 aws_port=${endpoint##*:}
@@ -24,16 +25,33 @@ for p in "$aws_port" "$lambda_port"; do
 done
 
 pids=()
+stopping=0
+# Stops every part once, whichever way the script ends. A handler must not
+# reset its own trap (bash then loses the pending signal), so a flag keeps
+# a second signal, or the EXIT trap after a signal, from stopping twice.
 cleanup() {
-  trap - INT TERM EXIT
+  ((stopping)) && return
+  stopping=1
   echo "stopping the local stack..."
   for pid in "${pids[@]}"; do kill -TERM -- "-$pid" 2>/dev/null || true; done
-  sleep 1
+  for _ in $(seq 1 30); do
+    alive=0
+    for pid in "${pids[@]}"; do kill -0 -- "-$pid" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
   for pid in "${pids[@]}"; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+  jobs -p | xargs -r kill 2>/dev/null || true
   wait 2>/dev/null || true
   echo "stopped."
 }
-trap cleanup INT TERM EXIT
+on_signal() {
+  cleanup
+  exit "$1"
+}
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+trap cleanup EXIT
 
 # Each part runs in its own process group, so stopping it stops its children.
 start() { setsid "$@" & pids+=("$!"); }
