@@ -53,28 +53,21 @@ pub struct FeedKey {
 }
 
 /// Decodes an object key as S3 event notifications carry it: `+` is a
-/// space, `%XX` an escaped byte.
+/// space, `%XX` an escaped byte. A `%` not followed by two hex digits is an
+/// error rather than kept as it is: S3 escapes every `%` it sends.
 pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| FeedError::Key(format!("bad escape in {raw:?}")))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let bad_escape = raw.match_indices('%').any(|(i, _)| {
+        raw.as_bytes()
+            .get(i + 1..i + 3)
+            .is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if bad_escape {
+        return Err(FeedError::Key(format!("bad escape in {raw:?}")));
     }
-    String::from_utf8(out).map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
 }
 
 impl FeedKey {
