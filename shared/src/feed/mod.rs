@@ -1,6 +1,12 @@
-//! Supplier feeds: the object key, and a streaming reader that turns a CSV
-//! or JSON Lines file into valid rows and rejected rows, one at a time,
-//! with bounded memory whatever the file's size.
+//! Supplier feeds: the object key, a streaming reader that turns a CSV or
+//! JSON Lines file into valid rows and rejected rows, one at a time, with
+//! bounded memory whatever the file's size, and the import's rules.
+//!
+//! - [`message`]: what a feed queue message names (S3 notifications,
+//!   S3's test event, an import's own continuation).
+//! - [`settings`]: how imports behave (`FEED_*`).
+//! - [`hold`]: when a stock file is held rather than applied, and its release.
+//! - [`report`]: the report and the rejects written next to a feed.
 //!
 //! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
 //! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
@@ -11,8 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actor, Location, Sku};
 
+pub mod hold;
+pub mod message;
 mod reader;
+pub mod report;
+pub mod settings;
+pub use hold::RELEASE_METADATA;
+pub use message::{objects_in, ObjectRef};
 pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
+pub use settings::FeedSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
