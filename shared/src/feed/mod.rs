@@ -7,6 +7,8 @@
 //! - [`settings`]: how imports behave (`FEED_*`).
 //! - [`hold`]: when a stock file is held rather than applied, and its release.
 //! - [`report`]: the report and the rejects written next to a feed.
+//! - [`import`]: one object's import, from what the store remembers of it
+//!   to its report.
 //!
 //! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
 //! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
@@ -17,12 +19,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actor, Location, Sku};
 
+mod apply;
 pub mod hold;
+pub mod import;
 pub mod message;
 mod reader;
 pub mod report;
+mod s3;
 pub mod settings;
 pub use hold::RELEASE_METADATA;
+pub use import::{ImportError, Importer};
 pub use message::{objects_in, ObjectRef};
 pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
 pub use settings::FeedSettings;
@@ -47,6 +53,24 @@ pub enum FeedKind {
     Deliveries,
     /// The supplier's own count: each row sets the figure, as of a time.
     Stock,
+}
+
+impl FeedKind {
+    /// The kind as the key and the report name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedKind::Deliveries => "deliveries",
+            FeedKind::Stock => "stock",
+        }
+    }
+
+    /// What each of the kind's rows does to its level.
+    pub fn effect(self) -> FeedEffect {
+        match self {
+            FeedKind::Deliveries => FeedEffect::Add,
+            FeedKind::Stock => FeedEffect::Count,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,6 +207,18 @@ pub struct FeedRowInput {
     pub quantity: u32,
     /// When the count was taken (counts only), in [`clock`] format.
     pub as_of: String,
+}
+
+impl From<FeedRow> for FeedRowInput {
+    fn from(r: FeedRow) -> Self {
+        Self {
+            line: r.line,
+            sku: r.sku,
+            location: r.location,
+            quantity: r.quantity,
+            as_of: r.as_of,
+        }
+    }
 }
 
 /// What became of one chunk's rows.
