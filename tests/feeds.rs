@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stockroom::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use stockroom::feed::RELEASE_METADATA;
 use stockroom::signature::sign_generic;
 use stockroom_tests::{read, stack, url_request, TestStack, SECRET};
 use tokio::time::Instant;
@@ -247,7 +248,7 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
         .bucket(s.feed_bucket())
         .key(key)
         .copy_source(format!("{}/{key}", s.feed_bucket()))
-        .metadata(supplier_feed::RELEASE_METADATA, etag)
+        .metadata(RELEASE_METADATA, etag)
         .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
         .send()
         .await

@@ -17,6 +17,7 @@ use stockroom::aws_config::{self, BehaviorVersion, Region, SdkConfig};
 use stockroom::channels::Channels;
 use stockroom::config::LocationRules;
 use stockroom::domain::Location;
+use stockroom::feed::{FeedSettings, Importer};
 use stockroom::signature::WebhookSecrets;
 use stockroom::store::StockStore;
 use stockroom_local::http::Reply;
@@ -298,14 +299,14 @@ impl TestStack {
     }
 
     /// The feed import, configured as template.yaml configures it.
-    pub fn feed_app(&self) -> supplier_feed::App {
+    pub fn feed_app(&self) -> Importer {
         let env = self.template.function_env("SupplierFeedFunction", &self.stack);
-        supplier_feed::App {
+        Importer {
             store: self.store(),
             s3: self.s3(),
             sqs: self.sqs.clone(),
             alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
-            settings: supplier_feed::Settings {
+            settings: FeedSettings {
                 default_location: Location::parse("warehouse").expect("location"),
                 queue_url: env.get("FEED_QUEUE_URL").cloned(),
                 hold_share: env

@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let app = supplier_feed::App::from_env().await?;
+    let app = stockroom::feed::Importer::from_env().await?;
     let app = &app;
     run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         // Lambda's deadline (ms since the epoch) as a monotonic instant.

@@ -1,6 +1,14 @@
-//! Supplier feeds: the object key, and a streaming reader that turns a CSV
-//! or JSON Lines file into valid rows and rejected rows, one at a time,
-//! with bounded memory whatever the file's size.
+//! Supplier feeds: the object key, a streaming reader that turns a CSV or
+//! JSON Lines file into valid rows and rejected rows, one at a time, with
+//! bounded memory whatever the file's size, and the import's rules.
+//!
+//! - [`message`]: what a feed queue message names (S3 notifications,
+//!   S3's test event, an import's own continuation).
+//! - [`settings`]: how imports behave (`FEED_*`).
+//! - [`hold`]: when a stock file is held rather than applied, and its release.
+//! - [`report`]: the report and the rejects written next to a feed.
+//! - [`import`]: one object's import, from what the store remembers of it
+//!   to its report.
 //!
 //! Key: `feeds/<supplier>/<kind>/<any name>.csv` (or `.jsonl`), kind
 //! `deliveries` or `stock`. Columns (CSV header or JSON keys) are matched by
@@ -11,10 +19,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{Actor, Location, Sku};
 
+mod apply;
 mod chunk;
+pub mod hold;
+pub mod import;
+pub mod message;
 mod reader;
+pub mod report;
+mod s3;
+pub mod settings;
 pub use chunk::{needs_movements, plan_count, CountPlan, FeedChunk};
+pub use hold::RELEASE_METADATA;
+pub use import::{ImportError, Importer};
+pub use message::{objects_in, ObjectRef};
 pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
+pub use settings::FeedSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -38,6 +57,24 @@ pub enum FeedKind {
     Stock,
 }
 
+impl FeedKind {
+    /// The kind as the key and the report name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedKind::Deliveries => "deliveries",
+            FeedKind::Stock => "stock",
+        }
+    }
+
+    /// What each of the kind's rows does to its level.
+    pub fn effect(self) -> FeedEffect {
+        match self {
+            FeedKind::Deliveries => FeedEffect::Add,
+            FeedKind::Stock => FeedEffect::Count,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FeedFormat {
     Csv,
@@ -55,28 +92,21 @@ pub struct FeedKey {
 }
 
 /// Decodes an object key as S3 event notifications carry it: `+` is a
-/// space, `%XX` an escaped byte.
+/// space, `%XX` an escaped byte. A `%` not followed by two hex digits is an
+/// error rather than kept as it is: S3 escapes every `%` it sends.
 pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
-    let bytes = raw.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok())
-                    .ok_or_else(|| FeedError::Key(format!("bad escape in {raw:?}")))?;
-                out.push(hex);
-                i += 2;
-            }
-            b => out.push(b),
-        }
-        i += 1;
+    let bad_escape = raw.match_indices('%').any(|(i, _)| {
+        raw.as_bytes()
+            .get(i + 1..i + 3)
+            .is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if bad_escape {
+        return Err(FeedError::Key(format!("bad escape in {raw:?}")));
     }
-    String::from_utf8(out).map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
+    percent_encoding::percent_decode_str(&raw.replace('+', " "))
+        .decode_utf8()
+        .map(|key| key.into_owned())
+        .map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
 }
 
 impl FeedKey {
@@ -179,6 +209,18 @@ pub struct FeedRowInput {
     pub quantity: u32,
     /// When the count was taken (counts only), in [`clock`] format.
     pub as_of: String,
+}
+
+impl From<FeedRow> for FeedRowInput {
+    fn from(r: FeedRow) -> Self {
+        Self {
+            line: r.line,
+            sku: r.sku,
+            location: r.location,
+            quantity: r.quantity,
+            as_of: r.as_of,
+        }
+    }
 }
 
 /// What became of one chunk's rows.

@@ -1,0 +1,254 @@
+//! What an import leaves next to the feed: the report (`reports/<key>.json`)
+//! and, when rows were refused, the rejects (`rejects/<key>.csv`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{ChunkSummary, RejectedRow};
+
+fn beside(prefix: &str, key: &str, ext: &str) -> String {
+    format!("{prefix}/{key}.{ext}")
+}
+
+/// Where the report of the feed at `key` goes.
+pub fn report_key(key: &str) -> String {
+    beside("reports", key, "json")
+}
+
+/// Where the rejects of the feed at `key` go.
+pub fn rejects_key(key: &str) -> String {
+    beside("rejects", key, "csv")
+}
+
+/// The feed a report is about; what is not known yet stays empty.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Subject {
+    pub feed: String,
+    pub bucket: String,
+    pub etag: String,
+    pub supplier: String,
+    pub kind: String,
+}
+
+/// What became of the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportStatus {
+    Applied,
+    Held,
+    Unreadable,
+}
+
+/// What happened to the rows of an applied feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RowCounts {
+    pub rows_read: u64,
+    pub applied: u64,
+    pub rejected: u64,
+    pub skipped_stale: u64,
+    pub duplicates: u64,
+    /// SKUs of the pool set to zero because the file left them out (zero-missing suppliers).
+    pub zeroed_missing: u64,
+}
+
+/// The report written next to a feed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Report {
+    #[serde(flatten)]
+    pub subject: Subject,
+    pub status: ReportStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub rows: RowCounts,
+    pub duration_ms: u64,
+    pub invocations: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rejects: Option<String>,
+    /// The command that releases a held file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+impl Report {
+    /// A report with no rows counted, no reason, rejects or release yet.
+    pub fn new(subject: Subject, status: ReportStatus, invocations: u32, took: Duration) -> Self {
+        Self {
+            subject,
+            status,
+            reason: None,
+            rows: RowCounts::default(),
+            duration_ms: took.as_millis() as u64,
+            invocations,
+            rejects: None,
+            release: None,
+        }
+    }
+
+    /// Where it goes.
+    pub fn key(&self) -> String {
+        report_key(&self.subject.feed)
+    }
+}
+
+/// The rejects of one import as a CSV file (`line,reason,raw`), written
+/// locally while the feed is read (a feed may have more rejects than memory
+/// should hold) and removed when dropped.
+pub struct Rejects {
+    path: PathBuf,
+    csv: csv::Writer<std::fs::File>,
+}
+
+impl Rejects {
+    /// Creates the file, with its header, in the temporary directory.
+    pub fn create() -> Result<Self, csv::Error> {
+        let path = std::env::temp_dir().join(format!("stockroom-rejects-{:016x}.csv", fastrand::u64(..)));
+        let mut csv = csv::Writer::from_path(&path)?;
+        csv.write_record(["line", "reason", "raw"])?;
+        Ok(Self { path, csv })
+    }
+
+    /// A row the reader refused, with its text.
+    pub fn push(&mut self, row: &RejectedRow) -> Result<(), csv::Error> {
+        self.csv
+            .write_record([row.line.to_string().as_str(), &row.reason, &row.raw])
+    }
+
+    /// The rows the store refused; their text is not kept.
+    pub fn push_refused(&mut self, totals: &ChunkSummary) -> Result<(), csv::Error> {
+        for (line, reason) in &totals.rejected {
+            self.csv.write_record([line.to_string().as_str(), reason, ""])?;
+        }
+        Ok(())
+    }
+
+    /// Writes out what is buffered: the file is complete at the path returned.
+    pub fn finish(&mut self) -> std::io::Result<&Path> {
+        self.csv.flush()?;
+        Ok(&self.path)
+    }
+}
+
+impl Drop for Rejects {
+    fn drop(&mut self) {
+        // Whatever happened to the import: the file is only ever a step to the upload.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn subject() -> Subject {
+        Subject {
+            feed: "feeds/acme/stock/x.csv".into(),
+            bucket: "b".into(),
+            etag: "e1".into(),
+            supplier: "acme".into(),
+            kind: "stock".into(),
+        }
+    }
+
+    #[test]
+    fn reports_and_rejects_go_beside_the_feed() {
+        assert_eq!(
+            report_key("feeds/a/stock/x.csv"),
+            "reports/feeds/a/stock/x.csv.json"
+        );
+        assert_eq!(
+            rejects_key("feeds/a/stock/x.csv"),
+            "rejects/feeds/a/stock/x.csv.csv"
+        );
+        assert_eq!(
+            Report::new(subject(), ReportStatus::Held, 1, Duration::ZERO).key(),
+            "reports/feeds/acme/stock/x.csv.json"
+        );
+    }
+
+    #[test]
+    fn an_applied_report_has_its_counts_in_order() {
+        let mut r = Report::new(subject(), ReportStatus::Applied, 2, Duration::from_millis(1500));
+        r.rows = RowCounts {
+            rows_read: 6,
+            applied: 3,
+            rejected: 3,
+            skipped_stale: 1,
+            duplicates: 1,
+            zeroed_missing: 0,
+        };
+        r.rejects = Some(rejects_key("feeds/acme/stock/x.csv"));
+        assert_eq!(
+            serde_json::to_string(&r).unwrap(),
+            r#"{"feed":"feeds/acme/stock/x.csv","bucket":"b","etag":"e1","supplier":"acme","kind":"stock","#
+                .to_owned()
+                + r#""status":"applied","rows_read":6,"applied":3,"rejected":3,"skipped_stale":1,"duplicates":1,"#
+                + r#""zeroed_missing":0,"duration_ms":1500,"invocations":2,"rejects":"rejects/feeds/acme/stock/x.csv.csv"}"#
+        );
+    }
+
+    #[test]
+    fn held_and_unreadable_reports_say_why() {
+        let mut held = Report::new(subject(), ReportStatus::Held, 1, Duration::ZERO);
+        held.reason = Some("the file has no valid rows".into());
+        held.release = Some("aws s3 cp ...".into());
+        let v = serde_json::to_value(&held).unwrap();
+        assert_eq!(
+            (&v["status"], &v["reason"], &v["release"]),
+            (
+                &json!("held"),
+                &json!("the file has no valid rows"),
+                &json!("aws s3 cp ...")
+            )
+        );
+        assert!(v.get("rejects").is_none());
+        let unreadable = Report::new(
+            Subject {
+                feed: "feeds/x".into(),
+                bucket: "b".into(),
+                ..Subject::default()
+            },
+            ReportStatus::Unreadable,
+            0,
+            Duration::ZERO,
+        );
+        assert_eq!(
+            serde_json::to_value(&unreadable).unwrap(),
+            json!({"feed": "feeds/x", "bucket": "b", "etag": "", "supplier": "", "kind": "", "status": "unreadable",
+                "rows_read": 0, "applied": 0, "rejected": 0, "skipped_stale": 0, "duplicates": 0, "zeroed_missing": 0,
+                "duration_ms": 0, "invocations": 0})
+        );
+    }
+
+    #[test]
+    fn rejects_are_quoted_for_csv() {
+        let mut rejects = Rejects::create().unwrap();
+        let row = |line, reason: &str, raw: &str| RejectedRow {
+            line,
+            reason: reason.into(),
+            raw: raw.into(),
+        };
+        rejects.push(&row(3, "plain", "a,\"b\"")).unwrap();
+        rejects.push(&row(4, "empty sku", ",3,,C-3")).unwrap();
+        rejects.push(&row(6, "two\nlines", "x\ry")).unwrap();
+        let refused = ChunkSummary {
+            rejected: vec![(9, "a second count, 9 not 6".into())],
+            ..ChunkSummary::default()
+        };
+        rejects.push_refused(&refused).unwrap();
+        let path = rejects.finish().unwrap().to_owned();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "line,reason,raw\n\
+             3,plain,\"a,\"\"b\"\"\"\n\
+             4,empty sku,\",3,,C-3\"\n\
+             6,\"two\nlines\",\"x\ry\"\n\
+             9,\"a second count, 9 not 6\",\n"
+        );
+        drop(rejects);
+        assert!(!path.exists(), "the local file goes with the import");
+    }
+}

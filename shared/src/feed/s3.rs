@@ -1,0 +1,120 @@
+//! The feed bucket as an import uses it: an object's head, its rows as a
+//! stream, and the files written next to it.
+
+use std::path::Path;
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+use tokio::io::{AsyncRead, BufReader};
+
+use super::hold::{is_released, RELEASE_METADATA};
+use super::import::ImportError;
+use super::report::Report;
+use super::{FeedFormat, FeedReader, ObjectRef, ReadOptions};
+use crate::clock;
+
+/// An object's body, streamed.
+pub(crate) type Body = BufReader<Box<dyn AsyncRead + Send + Unpin>>;
+
+fn s3_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    e: aws_sdk_s3::error::SdkError<E, R>,
+) -> ImportError {
+    ImportError::S3(aws_sdk_s3::error::DisplayErrorContext(&e).to_string())
+}
+
+/// What the object's head says.
+pub(crate) struct Head {
+    /// Its ETag (unquoted), else the notification's, else empty.
+    pub etag: String,
+    /// Its [`RELEASE_METADATA`] releases it.
+    pub released: bool,
+    /// In [`clock`] format; now when S3 does not say.
+    pub last_modified: String,
+}
+
+/// The object's head; `None` when it is gone.
+pub(crate) async fn head(s3: &Client, object: &ObjectRef) -> Result<Option<Head>, ImportError> {
+    let request = s3
+        .head_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_version_id(object.version_id.clone());
+    let head = match request.send().await {
+        Ok(h) => h,
+        Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => return Ok(None),
+        Err(e) => return Err(s3_err(e)),
+    };
+    let etag = head
+        .e_tag()
+        .map(|e| e.trim_matches('"').to_owned())
+        .or_else(|| object.etag.clone())
+        .unwrap_or_default();
+    let release = head.metadata().and_then(|m| m.get(RELEASE_METADATA));
+    Ok(Some(Head {
+        released: is_released(release.map(String::as_str), &etag),
+        etag,
+        last_modified: head
+            .last_modified()
+            .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())
+            .map(clock::format)
+            .unwrap_or_else(clock::now),
+    }))
+}
+
+/// Opens the object as a stream of rows.
+pub(crate) async fn open(
+    s3: &Client,
+    object: &ObjectRef,
+    format: FeedFormat,
+    options: ReadOptions,
+) -> Result<FeedReader<Body>, ImportError> {
+    let got = s3
+        .get_object()
+        .bucket(&object.bucket)
+        .key(&object.key)
+        .set_version_id(object.version_id.clone())
+        .send()
+        .await
+        .map_err(s3_err)?;
+    let stream: Box<dyn AsyncRead + Send + Unpin> = Box::new(got.body.into_async_read());
+    Ok(FeedReader::open(BufReader::with_capacity(64 * 1024, stream), format, options).await?)
+}
+
+async fn put(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    body: ByteStream,
+    content_type: &str,
+) -> Result<(), ImportError> {
+    s3.put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_type(content_type)
+        .body(body)
+        .send()
+        .await
+        .map_err(s3_err)?;
+    Ok(())
+}
+
+/// Writes the report next to its feed.
+pub(crate) async fn put_report(s3: &Client, report: &Report) -> Result<(), ImportError> {
+    let body = serde_json::to_vec_pretty(report).map_err(|e| ImportError::S3(e.to_string()))?;
+    put(
+        s3,
+        &report.subject.bucket,
+        &report.key(),
+        ByteStream::from(body),
+        "application/json",
+    )
+    .await
+}
+
+/// Uploads a local CSV file.
+pub(crate) async fn put_csv(s3: &Client, bucket: &str, key: &str, path: &Path) -> Result<(), ImportError> {
+    let body = ByteStream::from_path(path)
+        .await
+        .map_err(|e| ImportError::S3(e.to_string()))?;
+    put(s3, bucket, key, body, "text/csv").await
+}
