@@ -7,9 +7,10 @@ use lambda_http::{Body, Request, Response};
 use stockroom::api::{self, header, Refusal};
 use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
-use stockroom::returns::{self, Return, ReturnStatus, DEFAULT_RETURN_SOURCE};
+use stockroom::returns::{Return, ReturnStatus, DEFAULT_RETURN_SOURCE};
 use stockroom::signature::{self, Sender, WebhookSecrets};
 use stockroom::store::{StockStore, StoreError};
+use stockroom::wire::{generic, shopify};
 
 /// Shopify topics that mean "a refund was processed".
 const RETURN_TOPICS: &[&str] = &["refunds/create"];
@@ -49,12 +50,12 @@ fn authenticate_and_parse(app: &App, req: &Request, body: &[u8]) -> Result<(Retu
                     "topic {topic} does not move stock here"
                 )));
             }
-            let ret = returns::parse_shopify_refund(body, &shop, &app.rules)?;
+            let ret = shopify::parse_refund(body, &shop, &app.rules)?;
             let actor = Actor::system(&format!("shopify:{}", ret.source));
             Ok((ret, actor))
         }
         Sender::Generic { .. } => {
-            let ret = returns::parse_generic_return(body, &app.rules)?;
+            let ret = generic::parse_return(body, &app.rules)?;
             let actor = Actor::system(&format!("returns:{}", ret.source));
             Ok((ret, actor))
         }

@@ -10,10 +10,10 @@ use stockroom::alerts;
 use stockroom::api::{self, header, Refusal};
 use stockroom::config::{self, Config, ConfigError, LocationRules};
 use stockroom::domain::Actor;
-use stockroom::order;
 use stockroom::sale::{Order, SaleOutcome, SaleStatus};
 use stockroom::signature::{self, Sender, WebhookSecrets};
 use stockroom::store::{StockStore, StoreError};
+use stockroom::wire::{generic, shopify};
 
 /// Shopify topics that mean "stock left with a sale". Both may arrive for
 /// one order; the receipt (shop + order id) makes the second a duplicate.
@@ -54,12 +54,12 @@ fn authenticate_and_parse(app: &App, req: &Request, body: &[u8]) -> Result<(Orde
                     "topic {topic} does not move stock here"
                 )));
             }
-            let order = order::parse_shopify(body, &shop, &app.rules)?;
+            let order = shopify::parse_order(body, &shop, &app.rules)?;
             let actor = Actor::system(&format!("shopify:{}", order.source));
             Ok((order, actor))
         }
         Sender::Generic { .. } => {
-            let order = order::parse_generic(body, &app.rules)?;
+            let order = generic::parse_sale(body, &app.rules)?;
             let actor = Actor::system(&format!("channel:{}", order.channel));
             Ok((order, actor))
         }
