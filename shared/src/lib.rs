@@ -11,6 +11,7 @@
 //! - [`wire`]: webhook formats (Shopify and generic), parsed once into a
 //!   [`sale::Order`] or a [`returns::Return`].
 //! - [`signature`]: webhook HMAC checks.
+//! - [`webhook`]: what every webhook function does alike (checks, answers).
 //! - [`keys`]: every key of the stock table.
 //! - [`store`]: the DynamoDB stock store.
 //! - [`alerts`]: oversell alerts and metrics.
@@ -31,6 +32,7 @@ pub mod returns;
 pub mod sale;
 pub mod signature;
 pub mod store;
+pub mod webhook;
 pub mod wire;
 
 /// The CloudWatch metric namespace for every function.
