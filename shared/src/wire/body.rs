@@ -85,6 +85,18 @@ pub(super) fn quantity(quantity: Option<i64>, index: usize) -> Result<Quantity, 
     Quantity::new(n).map_err(|e| InvalidInput::field("quantity", format!("line {index}: {e}")))
 }
 
+/// The value `raw` names in a closed list of words.
+pub(super) fn one_of<T: Copy>(raw: &str, words: &[(&str, T)]) -> Result<T, String> {
+    words
+        .iter()
+        .find(|(w, _)| *w == raw)
+        .map(|(_, v)| *v)
+        .ok_or_else(|| {
+            let list: Vec<&str> = words.iter().map(|(w, _)| *w).collect();
+            format!("{raw:?} is not one of {}", list.join(", "))
+        })
+}
+
 /// Adds a sale line, merged with an earlier line for the same SKU and
 /// location (one transaction cannot touch the same item twice).
 pub(super) fn merge_line(lines: &mut Vec<OrderLine>, line: OrderLine) -> Result<(), InvalidInput> {

@@ -101,11 +101,13 @@ impl TryFrom<String> for Condition {
     type Error = String;
 
     fn try_from(raw: String) -> Result<Self, String> {
-        match raw.as_str() {
-            "resellable" => Ok(Condition::Resellable),
-            "damaged" => Ok(Condition::Damaged),
-            other => Err(format!("must be \"resellable\" or \"damaged\", got {other:?}")),
-        }
+        body::one_of(
+            &raw,
+            &[
+                ("resellable", Condition::Resellable),
+                ("damaged", Condition::Damaged),
+            ],
+        )
     }
 }
 

@@ -123,15 +123,15 @@ impl TryFrom<String> for RestockType {
     type Error = String;
 
     fn try_from(raw: String) -> Result<Self, String> {
-        match raw.as_str() {
-            "return" => Ok(RestockType::Return),
-            "cancel" => Ok(RestockType::Cancel),
-            "legacy_restock" => Ok(RestockType::LegacyRestock),
-            "no_restock" => Ok(RestockType::NoRestock),
-            other => Err(format!(
-                "{other:?} is not one of return, cancel, legacy_restock, no_restock"
-            )),
-        }
+        body::one_of(
+            &raw,
+            &[
+                ("return", RestockType::Return),
+                ("cancel", RestockType::Cancel),
+                ("legacy_restock", RestockType::LegacyRestock),
+                ("no_restock", RestockType::NoRestock),
+            ],
+        )
     }
 }
 
