@@ -10,8 +10,7 @@ use stockroom::aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use stockroom::consumer::{self, ChannelConnector, ConnectorError, SequenceStore};
 use stockroom::domain::{Actor, Location, ReasonCode, Sku};
 use stockroom::returns::{Return, ReturnKind, ReturnLine, Units};
-use stockroom::signature::sign_generic;
-use stockroom_tests::{read, stack, url_request, TestStack, SECRET};
+use stockroom_tests::{read, signed, stack, web_sale, Sign, TestStack};
 
 /// How long to wait for a message that should come.
 const ARRIVE: Duration = Duration::from_secs(10);
@@ -19,12 +18,8 @@ const ARRIVE: Duration = Duration::from_secs(10);
 const QUIET: Duration = Duration::from_millis(2500);
 
 async fn sell(s: &TestStack, order_id: &str, sku: &str, quantity: i64) -> Value {
-    let body = serde_json::to_vec(&json!({"channel": "web", "order_id": order_id,
-        "lines": [{"sku": sku, "quantity": quantity}]}))
-    .unwrap();
-    let sig = sign_generic(SECRET.as_bytes(), &body);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
-    let (status, out) = read(sale_webhook::handle(&s.sale_app(), req).await);
+    let body = web_sale(order_id, sku, None, quantity);
+    let (status, out) = read(sale_webhook::handle(&s.sale_app(), signed(&body, Sign::Generic)).await);
     assert_eq!(status, 200, "{out}");
     out
 }
@@ -44,6 +39,14 @@ async fn adjust(s: &TestStack, sku: &str, location: &str, delta: i64) {
         })
         .await
         .unwrap();
+}
+
+/// Listens to each channel for [`QUIET`]: nothing arrives.
+async fn assert_quiet(s: &TestStack, channels: &[&str]) {
+    for channel in channels {
+        let extra = s.channel_messages(channel, 0, QUIET).await;
+        assert!(extra.is_empty(), "{channel}: {extra:?}");
+    }
 }
 
 fn figures(messages: &[Value]) -> Vec<i64> {
@@ -132,10 +135,7 @@ async fn each_kind_of_change_reaches_the_channels_that_sell_it() {
     assert_eq!(web[0]["cause"]["reason"], "supplier_delivery");
 
     // Exactly one message per affected channel: nothing else arrives.
-    for channel in ["web", "pos", "marketplace"] {
-        let extra = s.channel_messages(channel, 0, QUIET).await;
-        assert!(extra.is_empty(), "{channel}: {extra:?}");
-    }
+    assert_quiet(&s, &["web", "pos", "marketplace"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -158,10 +158,7 @@ async fn changes_that_leave_a_channel_figure_alone_send_it_nothing() {
     adjust(&s, sku, "backroom", 4).await;
     // A stocktake that finds what was already there changes no figure.
     s.seed(sku, "warehouse", 1).await;
-    for channel in ["web", "pos", "marketplace"] {
-        let extra = s.channel_messages(channel, 0, QUIET).await;
-        assert!(extra.is_empty(), "{channel}: {extra:?}");
-    }
+    assert_quiet(&s, &["web", "pos", "marketplace"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -182,9 +179,7 @@ async fn a_duplicate_stream_record_has_no_second_effect() {
     let again: stockroom::aws_lambda_events::event::dynamodb::Event = serde_json::from_value(batch).unwrap();
     let response = stock_fanout::handle(&s.fanout_app(), again).await;
     assert!(response.batch_item_failures.is_empty());
-    for channel in ["web", "marketplace"] {
-        assert!(s.channel_messages(channel, 0, QUIET).await.is_empty());
-    }
+    assert_quiet(&s, &["web", "marketplace"]).await;
 
     // And a consumer that gets the same message twice applies it once.
     let connector = Recorder::default();

@@ -5,11 +5,10 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use stockroom::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use stockroom::feed::RELEASE_METADATA;
-use stockroom::signature::sign_generic;
-use stockroom_tests::{read, stack, url_request, TestStack, SECRET};
+use stockroom_tests::{read, signed, stack, web_sale, Sign, TestStack};
 use tokio::time::Instant;
 
 const NOTIFY: Duration = Duration::from_secs(10);
@@ -44,12 +43,11 @@ async fn report(s: &TestStack, key: &str) -> Value {
 }
 
 async fn sell(s: &TestStack, order: &str, sku: &str, location: &str, quantity: i64) {
-    let body = serde_json::to_vec(&json!({"channel": "web", "order_id": order, "location": location,
-        "lines": [{"sku": sku, "quantity": quantity}]}))
-    .unwrap();
-    let sig = sign_generic(SECRET.as_bytes(), &body);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
-    assert_eq!(read(sale_webhook::handle(&s.sale_app(), req).await).0, 200);
+    let body = web_sale(order, sku, Some(location), quantity);
+    assert_eq!(
+        read(sale_webhook::handle(&s.sale_app(), signed(&body, Sign::Generic)).await).0,
+        200
+    );
 }
 
 fn rfc3339(offset: Duration) -> String {

@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use stockroom::domain::Sku;
-use stockroom::signature::{sign_generic, sign_shopify};
-use stockroom_tests::{read, stack, url_request, TestStack, SECRET, SHOP};
+use stockroom_tests::{
+    delivery, read, shopify_headers, signed, stack, url_request, web_sale, Sign, TestStack, SECRET, SHOP,
+};
 
 fn refund(id: u64, order_id: u64, lines: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({
@@ -23,40 +24,35 @@ fn refund_line(sku: &str, quantity: i64, restock_type: &str, location_id: Option
            "line_item": {"id": 2, "sku": sku, "quantity": quantity, "title": "Jacket"}})
 }
 
-fn shopify_headers(body: &[u8], secret: &str, topic: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-Shopify-Hmac-Sha256", sign_shopify(secret.as_bytes(), body)),
-        ("X-Shopify-Shop-Domain", SHOP.to_owned()),
-        ("X-Shopify-Topic", topic.to_owned()),
-        ("X-Shopify-Webhook-Id", format!("wh-{}", fastrand::u32(..))),
-    ]
-}
-
 async fn post_refund(app: &return_processor::App, body: &[u8]) -> (u16, Value) {
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(body, SECRET, "refunds/create"),
-        body,
-    );
-    read(return_processor::handle(app, req).await)
+    let webhook_id = &format!("wh-{}", fastrand::u32(..));
+    let sign = Sign::Shopify {
+        topic: "refunds/create",
+        webhook_id,
+    };
+    read(return_processor::handle(app, signed(body, sign)).await)
 }
 
 async fn post_return(app: &return_processor::App, body: &Value) -> (u16, Value) {
     let body = serde_json::to_vec(body).unwrap();
-    let sig = sign_generic(SECRET.as_bytes(), &body);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
-    read(return_processor::handle(app, req).await)
+    read(return_processor::handle(app, signed(&body, Sign::Generic)).await)
 }
 
 async fn post_sale(app: &sale_webhook::App, order_id: &str, sku: &str, quantity: i64) -> (u16, Value) {
-    let body = serde_json::to_vec(&json!({"channel": "web", "order_id": order_id,
-        "lines": [{"sku": sku, "quantity": quantity}]}))
+    let body = web_sale(order_id, sku, None, quantity);
+    read(sale_webhook::handle(app, signed(&body, Sign::Generic)).await)
+}
+
+/// Shopify sells `quantity` of JKT-BLUE-M on the web in order `id`: the sale webhook's answer.
+async fn shopify_sale(s: &TestStack, id: u64, quantity: i64) -> Value {
+    let sale = serde_json::to_vec(&json!({"id": id, "source_name": "web",
+        "line_items": [{"sku": "JKT-BLUE-M", "quantity": quantity}]}))
     .unwrap();
-    let sig = sign_generic(SECRET.as_bytes(), &body);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
-    read(sale_webhook::handle(app, req).await)
+    let sign = Sign::Shopify {
+        topic: "orders/create",
+        webhook_id: "w",
+    };
+    read(sale_webhook::handle(&s.sale_app(), signed(&sale, sign)).await).1
 }
 
 async fn return_entries(s: &TestStack, sku: &str) -> Vec<stockroom::level::LedgerEntry> {
@@ -221,17 +217,7 @@ async fn a_cancel_puts_back_no_more_than_the_sale_took() {
     let s = stack().await;
     s.seed("JKT-BLUE-M", "warehouse", 1).await;
     // Shopify sold 3 but the master had 1: the order took 1, 2 were oversold.
-    let sale = serde_json::to_vec(&json!({"id": 7100, "source_name": "web",
-        "line_items": [{"sku": "JKT-BLUE-M", "quantity": 3}]}))
-    .unwrap();
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&sale, SECRET, "orders/create"),
-        &sale,
-    );
-    let (_, sold) = read(sale_webhook::handle(&s.sale_app(), req).await);
+    let sold = shopify_sale(&s, 7100, 3).await;
     assert_eq!(sold["status"], "oversold", "{sold}");
     assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
 
@@ -270,20 +256,7 @@ async fn a_cancel_puts_back_no_more_than_the_sale_took() {
 async fn concurrent_cancels_of_one_order_share_what_it_took() {
     let s = stack().await;
     s.seed("JKT-BLUE-M", "warehouse", 2).await;
-    let sale = serde_json::to_vec(&json!({"id": 7300, "source_name": "web",
-        "line_items": [{"sku": "JKT-BLUE-M", "quantity": 5}]}))
-    .unwrap();
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&sale, SECRET, "orders/create"),
-        &sale,
-    );
-    assert_eq!(
-        read(sale_webhook::handle(&s.sale_app(), req).await).1["lines"][0]["taken"],
-        2
-    );
+    assert_eq!(shopify_sale(&s, 7300, 5).await["lines"][0]["taken"], 2);
     let app = Arc::new(s.return_app());
     // Five refunds each cancelling one unit race on the order's counter.
     let cancels = (0..5).map(|i| {
@@ -388,35 +361,25 @@ async fn bad_signatures_and_malformed_returns_change_nothing() {
     let good = refund(9200, 7200, json!([refund_line("JKT-BLUE-M", 1, "return", None)]));
 
     // Wrong secret, tampered body, missing signature, missing shop.
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&good, "not-the-secret", "refunds/create"),
+    let req = delivery(
         &good,
+        &shopify_headers(&good, "not-the-secret", "refunds/create", "w"),
     );
     assert_eq!(read(return_processor::handle(&app, req).await).0, 401);
     let tampered = refund(9200, 7200, json!([refund_line("JKT-BLUE-M", 50, "return", None)]));
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&good, SECRET, "refunds/create"),
-        &tampered,
-    );
+    let req = delivery(&tampered, &shopify_headers(&good, SECRET, "refunds/create", "w"));
     assert_eq!(read(return_processor::handle(&app, req).await).0, 401);
     let generic = serde_json::to_vec(&json!({"return_id": "RMA-9", "lines": [
         {"sku": "JKT-BLUE-M", "quantity": 1, "condition": "resellable"}]}))
     .unwrap();
-    let (status, err) =
-        read(return_processor::handle(&app, url_request("POST", "/", &[], &[], &generic)).await);
+    let (status, err) = read(return_processor::handle(&app, delivery(&generic, &[])).await);
     assert_eq!((status, err["error"].as_str()), (401, Some("unauthorized")));
-    let headers: Vec<_> = shopify_headers(&good, SECRET, "refunds/create")
+    let headers: Vec<_> = shopify_headers(&good, SECRET, "refunds/create", "w")
         .into_iter()
         .filter(|(k, _)| *k != "X-Shopify-Shop-Domain")
         .collect();
     assert_eq!(
-        read(return_processor::handle(&app, url_request("POST", "/", &[], &headers, &good)).await).0,
+        read(return_processor::handle(&app, delivery(&good, &headers)).await).0,
         401
     );
 
@@ -454,13 +417,7 @@ async fn bad_signatures_and_malformed_returns_change_nothing() {
     assert!(return_entries(&s, "JKT-BLUE-M").await.is_empty());
 
     // Other Shopify topics are acknowledged and ignored; GET is not a webhook.
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&good, SECRET, "orders/create"),
-        &good,
-    );
+    let req = delivery(&good, &shopify_headers(&good, SECRET, "orders/create", "w"));
     let (status, out) = read(return_processor::handle(&app, req).await);
     assert_eq!((status, out["status"].as_str()), (200, Some("ignored")));
     assert_eq!(

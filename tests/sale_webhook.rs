@@ -6,39 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stockroom::signature::{sign_generic, sign_shopify};
-use stockroom_tests::{read, stack, url_request, TestStack, SECRET, SHOP};
+use stockroom::signature::sign_generic;
+use stockroom_tests::{delivery, read, shopify_headers, signed, stack, Sign, SECRET};
 
 fn generic(order_id: &str, lines: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"channel": "marketplace", "order_id": order_id, "lines": lines})).unwrap()
 }
 
-async fn post_generic(s: &TestStack, app: &sale_webhook::App, body: &[u8]) -> (u16, Value) {
-    let _ = s;
-    let sig = sign_generic(SECRET.as_bytes(), body);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], body);
-    read(sale_webhook::handle(app, req).await)
-}
-
-fn shopify_headers(body: &[u8], secret: &str, webhook_id: &str, topic: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-Shopify-Hmac-Sha256", sign_shopify(secret.as_bytes(), body)),
-        ("X-Shopify-Shop-Domain", SHOP.to_owned()),
-        ("X-Shopify-Webhook-Id", webhook_id.to_owned()),
-        ("X-Shopify-Topic", topic.to_owned()),
-        ("Content-Type", "application/json".to_owned()),
-    ]
+async fn post_generic(app: &sale_webhook::App, body: &[u8]) -> (u16, Value) {
+    read(sale_webhook::handle(app, signed(body, Sign::Generic)).await)
 }
 
 async fn post_shopify(app: &sale_webhook::App, body: &[u8], webhook_id: &str, topic: &str) -> (u16, Value) {
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(body, SECRET, webhook_id, topic),
-        body,
-    );
-    read(sale_webhook::handle(app, req).await)
+    read(sale_webhook::handle(app, signed(body, Sign::Shopify { topic, webhook_id })).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -87,11 +67,7 @@ async fn concurrent_orders_never_take_more_than_there_is() {
             &format!("flash-{i}"),
             json!([{"sku": "JKT-BLUE-M", "quantity": 1}]),
         );
-        tokio::spawn(async move {
-            let sig = sign_generic(SECRET.as_bytes(), &body);
-            let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", sig)], &body);
-            read(sale_webhook::handle(&app, req).await)
-        })
+        tokio::spawn(async move { post_generic(&app, &body).await })
     });
     let answers: Vec<(u16, Value)> = futures::future::join_all(orders)
         .await
@@ -189,40 +165,28 @@ async fn bad_signatures_are_refused_and_change_nothing() {
     let body = serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "CAP", "quantity": 1}]})).unwrap();
 
     // Wrong secret.
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&body, "not-the-secret", "w", "orders/create"),
+    let req = delivery(
         &body,
+        &shopify_headers(&body, "not-the-secret", "orders/create", "w"),
     );
     let (status, err) = read(sale_webhook::handle(&app, req).await);
     assert_eq!((status, err["error"].as_str()), (401, Some("unauthorized")));
     // Missing signature.
-    let headers: Vec<_> = shopify_headers(&body, SECRET, "w", "orders/create")
+    let headers: Vec<_> = shopify_headers(&body, SECRET, "orders/create", "w")
         .into_iter()
         .skip(1)
         .collect();
-    let (status, _) = read(sale_webhook::handle(&app, url_request("POST", "/", &[], &headers, &body)).await);
+    let (status, _) = read(sale_webhook::handle(&app, delivery(&body, &headers)).await);
     assert_eq!(status, 401);
     // Signed for another body.
     let other = serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "CAP", "quantity": 4}]})).unwrap();
-    let req = url_request(
-        "POST",
-        "/",
-        &[],
-        &shopify_headers(&body, SECRET, "w", "orders/create"),
-        &other,
-    );
+    let req = delivery(&other, &shopify_headers(&body, SECRET, "orders/create", "w"));
     assert_eq!(read(sale_webhook::handle(&app, req).await).0, 401);
     // Generic: no header, and a wrong one.
     let g = generic("g-1", json!([{"sku": "CAP", "quantity": 1}]));
-    assert_eq!(
-        read(sale_webhook::handle(&app, url_request("POST", "/", &[], &[], &g)).await).0,
-        401
-    );
+    assert_eq!(read(sale_webhook::handle(&app, delivery(&g, &[])).await).0, 401);
     let bad = sign_generic(b"wrong", &g);
-    let req = url_request("POST", "/", &[], &[("X-Stockroom-Signature", bad)], &g);
+    let req = delivery(&g, &[("X-Stockroom-Signature", bad)]);
     assert_eq!(read(sale_webhook::handle(&app, req).await).0, 401);
 
     assert_eq!(s.available("CAP", "warehouse").await, Some(4));
@@ -250,7 +214,7 @@ async fn malformed_orders_get_400_with_a_reason_and_change_nothing() {
         ),
     ];
     for (body, needle) in cases {
-        let (status, err) = post_generic(&s, &app, &body).await;
+        let (status, err) = post_generic(&app, &body).await;
         assert_eq!(status, 400, "{err}");
         assert_eq!(err["error"], "bad_request");
         assert!(err["message"].as_str().unwrap().contains(needle), "{err}");
@@ -265,7 +229,7 @@ async fn malformed_orders_get_400_with_a_reason_and_change_nothing() {
         &"x".repeat(10),
         json!([{"sku": "CAP", "quantity": 1, "pad": "y".repeat(1_100_000)}]),
     );
-    assert_eq!(post_generic(&s, &app, &huge).await.0, 413);
+    assert_eq!(post_generic(&app, &huge).await.0, 413);
     assert_eq!(s.available("CAP", "warehouse").await, Some(4));
 }
 
@@ -284,7 +248,7 @@ async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
             {"sku": "NEVER-SEEN", "quantity": 1}
         ]),
     );
-    let (status, res) = post_generic(&s, &app, &body).await;
+    let (status, res) = post_generic(&app, &body).await;
     assert_eq!(status, 200);
     assert_eq!(res["status"], "oversold");
     assert_eq!(
@@ -312,7 +276,7 @@ async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
         ])
     );
     // A redelivery is a duplicate: no second alert.
-    let (status, res) = post_generic(&s, &app, &body).await;
+    let (status, res) = post_generic(&app, &body).await;
     assert_eq!((status, res["status"].as_str()), (200, Some("duplicate")));
     assert!(s.alerts(0, Duration::from_secs(2)).await.is_empty());
     drop(fanout);
@@ -326,19 +290,19 @@ async fn a_container_that_saw_a_sell_out_still_sells_what_arrives_later() {
     let app = s.sale_app();
     let order = |id: &str, sku: &str, quantity: u32| generic(id, json!([{"sku": sku, "quantity": quantity}]));
     let taken = |res: &Value| res["lines"][0]["taken"].as_u64();
-    let (_, res) = post_generic(&s, &app, &order("o1", "JKT-BLUE-M", 1)).await;
+    let (_, res) = post_generic(&app, &order("o1", "JKT-BLUE-M", 1)).await;
     assert_eq!((res["status"].as_str(), taken(&res)), (Some("applied"), Some(1)));
-    let (_, res) = post_generic(&s, &app, &order("o2", "JKT-BLUE-M", 1)).await;
+    let (_, res) = post_generic(&app, &order("o2", "JKT-BLUE-M", 1)).await;
     assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
-    let (_, res) = post_generic(&s, &app, &order("o3", "NEW-SKU", 2)).await;
+    let (_, res) = post_generic(&app, &order("o3", "NEW-SKU", 2)).await;
     assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
 
     // Stock arrives through another writer (a delivery, another container).
     s.seed("JKT-BLUE-M", "warehouse", 3).await;
     s.seed("NEW-SKU", "warehouse", 1).await;
-    let (_, res) = post_generic(&s, &app, &order("o4", "JKT-BLUE-M", 2)).await;
+    let (_, res) = post_generic(&app, &order("o4", "JKT-BLUE-M", 2)).await;
     assert_eq!((res["status"].as_str(), taken(&res)), (Some("applied"), Some(2)));
-    let (_, res) = post_generic(&s, &app, &order("o5", "NEW-SKU", 2)).await;
+    let (_, res) = post_generic(&app, &order("o5", "NEW-SKU", 2)).await;
     assert_eq!(
         res["lines"][0],
         json!({"sku": "NEW-SKU", "location": "warehouse",
@@ -346,9 +310,9 @@ async fn a_container_that_saw_a_sell_out_still_sells_what_arrives_later() {
     );
     // It saw 1 left of JKT-BLUE-M; another writer takes it; a 3-unit order finds none.
     let other = s.sale_app();
-    let (_, res) = post_generic(&s, &other, &order("o6", "JKT-BLUE-M", 1)).await;
+    let (_, res) = post_generic(&other, &order("o6", "JKT-BLUE-M", 1)).await;
     assert_eq!(taken(&res), Some(1));
-    let (_, res) = post_generic(&s, &app, &order("o7", "JKT-BLUE-M", 3)).await;
+    let (_, res) = post_generic(&app, &order("o7", "JKT-BLUE-M", 3)).await;
     assert_eq!((res["status"].as_str(), taken(&res)), (Some("oversold"), Some(0)));
     assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(0));
     assert_eq!(s.available("NEW-SKU", "warehouse").await, Some(0));
@@ -367,10 +331,10 @@ async fn orders_larger_than_one_transaction_apply_once() {
         .map(|sku| json!({"sku": sku, "quantity": 1}))
         .collect();
     let body = generic("bulk-1", json!(lines));
-    let (status, res) = post_generic(&s, &app, &body).await;
+    let (status, res) = post_generic(&app, &body).await;
     assert_eq!((status, res["status"].as_str()), (200, Some("applied")), "{res}");
     assert_eq!(res["lines"].as_array().unwrap().len(), 120);
-    let (_, again) = post_generic(&s, &app, &body).await;
+    let (_, again) = post_generic(&app, &body).await;
     assert_eq!(again["status"], "duplicate");
     assert_eq!(again["lines"], res["lines"]);
     for sku in [&skus[0], &skus[60], &skus[119]] {

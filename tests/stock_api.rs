@@ -165,7 +165,7 @@ async fn the_ledger_lists_every_change_newest_first_in_pages() {
         .await;
         assert_eq!(status, 200);
     }
-    let sale = stockroom::order::parse_generic(
+    let sale = stockroom::wire::generic::parse_sale(
         br#"{"channel": "pos", "order_id": "T-9", "lines": [{"sku": "CAP", "quantity": 1}]}"#,
         &TestStack::rules(),
     )

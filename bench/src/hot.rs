@@ -22,9 +22,9 @@ use std::time::Instant;
 use stockroom::aws_sdk_dynamodb::types::AttributeValue;
 use stockroom::aws_sdk_dynamodb::Client;
 use stockroom::domain::Actor;
-use stockroom::order::parse_generic;
 use stockroom::signature::WebhookSecrets;
 use stockroom::store::StockStore;
+use stockroom::wire::generic::parse_sale as parse_generic;
 use stockroom_tests::{read, TestStack, SECRET};
 
 use crate::events;

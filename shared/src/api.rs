@@ -4,6 +4,8 @@
 use http::{header, Response, StatusCode};
 use serde::Serialize;
 
+use crate::store::StoreError;
+
 /// Largest request body accepted (413 beyond). Far above a real order.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -49,63 +51,12 @@ pub fn percent_decode(raw: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Why a webhook was refused before it touched stock.
-#[derive(Debug)]
-pub enum Refusal {
-    /// Answered with this status, error code and reason.
-    Status(StatusCode, &'static str, String),
-    /// Accepted but not for this function (e.g. another Shopify topic): 200, so the sender stops retrying.
-    Ignored(String),
-}
-
-impl From<crate::signature::SignatureError> for Refusal {
-    fn from(e: crate::signature::SignatureError) -> Self {
-        Refusal::Status(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+/// A store failure: 503 `busy` under contention, else 500 `internal`.
+pub fn store_failure(e: StoreError) -> Response<String> {
+    match e {
+        StoreError::Contention(_) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e),
+        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
     }
-}
-
-impl From<crate::domain::InvalidInput> for Refusal {
-    fn from(e: crate::domain::InvalidInput) -> Self {
-        Refusal::Status(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
-    }
-}
-
-impl Refusal {
-    /// The answer to the sender, logged with the delivery's id.
-    pub fn respond(self, webhook_id: &str) -> Response<String> {
-        match self {
-            Refusal::Status(status, code, message) => {
-                tracing::info!(%status, %message, webhook_id, "webhook refused");
-                error(status, code, message)
-            }
-            Refusal::Ignored(message) => {
-                tracing::info!(%message, webhook_id, "webhook ignored");
-                json(
-                    StatusCode::OK,
-                    &serde_json::json!({"status": "ignored", "message": message}),
-                )
-            }
-        }
-    }
-}
-
-/// Webhooks are POSTs of at most [`MAX_BODY_BYTES`].
-pub fn check_webhook(method: &http::Method, body: &[u8]) -> Result<(), Refusal> {
-    if method != http::Method::POST {
-        return Err(Refusal::Status(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use POST".into(),
-        ));
-    }
-    if body.len() > MAX_BODY_BYTES {
-        return Err(Refusal::Status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body is {} bytes; the limit is {MAX_BODY_BYTES}", body.len()),
-        ));
-    }
-    Ok(())
 }
 
 /// The header's value as text, if present and readable.
@@ -132,5 +83,13 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
         assert_eq!(v["error"], "bad_request");
         assert_eq!(v["message"], "quantity: nope");
+    }
+
+    #[test]
+    fn store_failures_are_retryable_answers() {
+        assert_eq!(store_failure(StoreError::Contention(12)).status(), 503);
+        let r = store_failure(StoreError::Dynamo("down".into()));
+        assert_eq!(r.status(), 500);
+        assert!(r.body().contains("\"internal\""));
     }
 }

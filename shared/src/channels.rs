@@ -11,10 +11,9 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::ConfigError;
+use crate::config::{parse_pairs, ConfigError};
 use crate::domain::Location;
 use crate::level::LevelView;
-use crate::order::parse_pairs;
 
 /// One channel: a name, the locations whose stock it may sell, a buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,6 @@
 use std::collections::HashMap;
 
 use crate::domain::Location;
-use crate::order::parse_pairs;
 use crate::signature::WebhookSecrets;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +29,20 @@ fn location(name: &'static str, raw: &str) -> Result<Location, ConfigError> {
         name,
         message: e.to_string(),
     })
+}
+
+/// Reads `key=value,key=value` maps from configuration.
+pub(crate) fn parse_pairs(raw: &str) -> Result<HashMap<String, String>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+                .filter(|(k, v)| !k.is_empty() && !v.is_empty())
+                .ok_or_else(|| format!("expected key=value, got {p:?}"))
+        })
+        .collect()
 }
 
 /// Where an order takes stock from: the order's own location (Shopify
@@ -164,6 +177,14 @@ pub async fn webhook_secrets(sdk: &aws_config::SdkConfig) -> Result<WebhookSecre
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pairs_parse_and_reject_garbage() {
+        let m = parse_pairs(" a=1, b = 2 ,").unwrap();
+        assert_eq!(m.get("b").map(String::as_str), Some("2"));
+        assert!(parse_pairs("a").is_err());
+        assert!(parse_pairs("").unwrap().is_empty());
+    }
 
     #[test]
     fn location_rules_reject_bad_config() {

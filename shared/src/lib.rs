@@ -8,8 +8,10 @@
 //! - [`feed`]: supplier feed keys, rows and the streaming CSV / JSON Lines reader.
 //! - [`channels`]: channel configuration, figures and the channel message.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
-//! - [`order`]: sale webhooks (Shopify and generic) parsed into a [`sale::Order`].
+//! - [`wire`]: webhook formats (Shopify and generic), parsed once into a
+//!   [`sale::Order`] or a [`returns::Return`].
 //! - [`signature`]: webhook HMAC checks.
+//! - [`webhook`]: what every webhook function does alike (checks, answers).
 //! - [`keys`]: every key of the stock table.
 //! - [`port`]: the store port: the attempt a decision describes, and the decision's refinement.
 //! - [`store`]: the DynamoDB adapter that runs attempts and reads the table.
@@ -27,12 +29,13 @@ pub mod domain;
 pub mod feed;
 pub mod keys;
 pub mod level;
-pub mod order;
 pub mod port;
 pub mod returns;
 pub mod sale;
 pub mod signature;
 pub mod store;
+pub mod webhook;
+pub mod wire;
 
 /// The CloudWatch metric namespace for every function.
 pub const METRIC_NAMESPACE: &str = "Stockroom";

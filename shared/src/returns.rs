@@ -1,14 +1,11 @@
-//! Return webhooks: Shopify `refunds/create` and the generic signed "return
-//! processed" event, parsed into one [`Return`].
+//! A processed return, whatever sent it (Shopify `refunds/create`, the generic
+//! "return processed" event: see [`crate::wire`]), and what it puts back.
 
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::config::LocationRules;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
-use crate::order::{order_id, parse_json, quantity};
 use crate::sale::SkippedLine;
 
 /// The generic event's `source` when it names none.
@@ -109,7 +106,9 @@ impl Return {
     }
 }
 
-fn add_units(
+/// Adds a line's units, merged with an earlier line for the same SKU and
+/// location (one transaction cannot touch an item twice).
+pub(crate) fn add_units(
     lines: &mut Vec<ReturnLine>,
     sku: Sku,
     location: Location,
@@ -140,151 +139,6 @@ fn add_units(
     }
     *line.units.slot(disposition) += units.get();
     Ok(())
-}
-
-fn restock_type(item: &Value, legacy_restock: bool, index: usize) -> Result<Disposition, InvalidInput> {
-    match item.get("restock_type") {
-        None | Some(Value::Null) if legacy_restock => Ok(Disposition::Resellable),
-        None | Some(Value::Null) => Ok(Disposition::NotRestocked),
-        Some(Value::String(t)) => match t.as_str() {
-            "return" | "legacy_restock" => Ok(Disposition::Resellable),
-            "cancel" => Ok(Disposition::Cancelled),
-            "no_restock" => Ok(Disposition::NotRestocked),
-            other => Err(InvalidInput::field(
-                "restock_type",
-                format!(
-                    "refund line {index}: {other:?} is not one of return, cancel, legacy_restock, no_restock"
-                ),
-            )),
-        },
-        Some(_) => Err(InvalidInput::field(
-            "restock_type",
-            format!("refund line {index}: must be a string"),
-        )),
-    }
-}
-
-/// Parses a Shopify `refunds/create` webhook body.
-pub fn parse_shopify_refund(
-    body: &[u8],
-    shop_domain: &str,
-    rules: &LocationRules,
-) -> Result<Return, InvalidInput> {
-    let v = parse_json(body)?;
-    let return_id = order_id(v.get("id"), "id")?;
-    let order = match v.get("order_id") {
-        None | Some(Value::Null) => None,
-        some => Some(order_id(some, "order_id")?),
-    };
-    // Refunds from before `restock_type` existed say `"restock": true` for the lot.
-    let legacy_restock = v.get("restock").and_then(Value::as_bool).unwrap_or(false);
-    let items = v
-        .get("refund_line_items")
-        .and_then(Value::as_array)
-        .ok_or_else(|| InvalidInput::field("refund_line_items", "is required and must be a list"))?;
-    let mut lines = Vec::with_capacity(items.len());
-    let mut skipped = Vec::new();
-    for (index, item) in items.iter().enumerate() {
-        if !item.is_object() {
-            return Err(InvalidInput::field(
-                "refund_line_items",
-                format!("refund line {index}: must be an object"),
-            ));
-        }
-        let units = quantity(item.get("quantity"), index)?;
-        let disposition = restock_type(item, legacy_restock, index)?;
-        let sku = match item.get("line_item").and_then(|l| l.get("sku")) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Sku::parse(s)?,
-            Some(Value::String(_)) | Some(Value::Null) | None => {
-                skipped.push(SkippedLine {
-                    index,
-                    reason: "line has no sku, so it holds no stock".into(),
-                });
-                continue;
-            }
-            Some(_) => {
-                return Err(InvalidInput::field(
-                    "sku",
-                    format!("refund line {index}: line_item.sku must be a string"),
-                ))
-            }
-        };
-        let location = match item.get("location_id") {
-            None | Some(Value::Null) => None,
-            Some(id @ (Value::Number(_) | Value::String(_))) => {
-                let key = id.as_str().map(str::to_owned).unwrap_or_else(|| id.to_string());
-                rules.shopify_location(&key)
-            }
-            Some(_) => {
-                return Err(InvalidInput::field(
-                    "location_id",
-                    format!("refund line {index}: must be a number"),
-                ))
-            }
-        }
-        .unwrap_or_else(|| rules.default_location().clone());
-        add_units(&mut lines, sku, location, disposition, units)?;
-    }
-    Ok(Return {
-        kind: ReturnKind::ShopifyRefund,
-        source: shop_domain.to_ascii_lowercase(),
-        return_id,
-        order_id: order,
-        lines,
-        skipped,
-    })
-}
-
-/// Parses the generic event:
-/// `{"return_id", "source"?, "location"?, "lines": [{"sku", "quantity", "condition"}]}`
-/// with `condition` `resellable` or `damaged`.
-pub fn parse_generic_return(body: &[u8], rules: &LocationRules) -> Result<Return, InvalidInput> {
-    let v = parse_json(body)?;
-    let return_id = order_id(v.get("return_id"), "return_id")?;
-    let source = match v.get("source") {
-        None | Some(Value::Null) => DEFAULT_RETURN_SOURCE.to_owned(),
-        Some(Value::String(s)) => Location::parse(s)
-            .map_err(|_| InvalidInput::field("source", "must be a slug of a-z, 0-9, '-' or '_'"))?
-            .to_string(),
-        Some(_) => return Err(InvalidInput::field("source", "must be a string")),
-    };
-    let location = match v.get("location") {
-        None | Some(Value::Null) => rules.default_location().clone(),
-        Some(Value::String(s)) => Location::parse(s)?,
-        Some(_) => return Err(InvalidInput::field("location", "must be a string")),
-    };
-    let items = v
-        .get("lines")
-        .and_then(Value::as_array)
-        .filter(|l| !l.is_empty())
-        .ok_or_else(|| InvalidInput::field("lines", "is required and must be a non-empty list"))?;
-    let mut lines = Vec::with_capacity(items.len());
-    for (index, item) in items.iter().enumerate() {
-        let sku = match item.get("sku") {
-            Some(Value::String(s)) => Sku::parse(s)?,
-            _ => return Err(InvalidInput::field("sku", format!("line {index}: is required"))),
-        };
-        let units = quantity(item.get("quantity"), index)?;
-        let disposition = match item.get("condition").and_then(Value::as_str) {
-            Some("resellable") => Disposition::Resellable,
-            Some("damaged") => Disposition::Damaged,
-            _ => {
-                return Err(InvalidInput::field(
-                    "condition",
-                    format!("line {index}: must be \"resellable\" or \"damaged\""),
-                ))
-            }
-        };
-        add_units(&mut lines, sku, location.clone(), disposition, units)?;
-    }
-    Ok(Return {
-        kind: ReturnKind::Processed,
-        source,
-        return_id,
-        order_id: None,
-        lines,
-        skipped: Vec::new(),
-    })
 }
 
 /// The outcome of one returned SKU at one location, as stored and answered.
@@ -605,163 +459,6 @@ impl Decision for ReturnPart<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    fn rules() -> LocationRules {
-        LocationRules::new(Location::parse("warehouse").unwrap(), "pos=shop-1", "111=shop-1").unwrap()
-    }
-
-    fn body(v: Value) -> Vec<u8> {
-        serde_json::to_vec(&v).unwrap()
-    }
-
-    fn refund_line(sku: Value, qty: Value, restock: &str, location_id: Value) -> Value {
-        json!({"quantity": qty, "restock_type": restock, "location_id": location_id,
-               "line_item": {"id": 1, "sku": sku, "quantity": 3}})
-    }
-
-    #[test]
-    fn shopify_refund_sorts_units_by_restock_type_and_location() {
-        let b = body(
-            json!({"id": 509562969, "order_id": 450789469, "refund_line_items": [
-                refund_line(json!("JKT"), json!(1), "return", json!(111)),
-                refund_line(json!("JKT"), json!(2), "cancel", json!(111)),
-                refund_line(json!("JKT"), json!(1), "no_restock", json!(null)),
-                refund_line(json!("CAP"), json!(1), "legacy_restock", json!(999)),
-                refund_line(json!(null), json!(1), "return", json!(111)),
-            ]}),
-        );
-        let r = parse_shopify_refund(&b, "Shop.myshopify.com", &rules()).unwrap();
-        assert_eq!(r.receipt_key(), "shop.myshopify.com#509562969");
-        assert_eq!(r.reference(), "refund:shop.myshopify.com/509562969");
-        assert_eq!(
-            r.order_receipt_key().as_deref(),
-            Some("shop.myshopify.com#450789469")
-        );
-        let summary: Vec<_> = r
-            .lines
-            .iter()
-            .map(|l| {
-                (
-                    l.sku.as_str(),
-                    l.location.as_str(),
-                    l.units.resellable,
-                    l.units.cancelled,
-                    l.units.not_restocked,
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                ("JKT", "shop-1", 1, 2, 0),
-                ("JKT", "warehouse", 0, 0, 1),
-                ("CAP", "warehouse", 1, 0, 0),
-            ]
-        );
-        assert_eq!(r.skipped.len(), 1);
-        assert_eq!(r.skipped[0].index, 4);
-    }
-
-    #[test]
-    fn shopify_refund_without_restock_type_follows_the_legacy_flag() {
-        let line = json!({"quantity": 1, "line_item": {"sku": "A"}});
-        let with = body(json!({"id": 1, "restock": true, "refund_line_items": [line.clone()]}));
-        assert_eq!(
-            parse_shopify_refund(&with, "s", &rules()).unwrap().lines[0]
-                .units
-                .resellable,
-            1
-        );
-        let without = body(json!({"id": 1, "refund_line_items": [line]}));
-        assert_eq!(
-            parse_shopify_refund(&without, "s", &rules()).unwrap().lines[0]
-                .units
-                .not_restocked,
-            1
-        );
-    }
-
-    #[test]
-    fn shopify_refund_rejects_malformed_lines() {
-        for (b, field) in [
-            (json!({"refund_line_items": []}), "id"),
-            (json!({"id": 1}), "refund_line_items"),
-            (
-                json!({"id": 1, "refund_line_items": [refund_line(json!("A"), json!(0), "return", json!(null))]}),
-                "quantity",
-            ),
-            (
-                json!({"id": 1, "refund_line_items": [refund_line(json!("A"), json!(-1), "return", json!(null))]}),
-                "quantity",
-            ),
-            (
-                json!({"id": 1, "refund_line_items": [refund_line(json!("A"), json!("2"), "return", json!(null))]}),
-                "quantity",
-            ),
-            (
-                json!({"id": 1, "refund_line_items": [refund_line(json!("A"), json!(1), "restock", json!(null))]}),
-                "restock_type",
-            ),
-            (
-                json!({"id": 1, "refund_line_items": [refund_line(json!(5), json!(1), "return", json!(null))]}),
-                "sku",
-            ),
-            (json!({"id": 1, "refund_line_items": [7]}), "refund_line_items"),
-        ] {
-            let err = parse_shopify_refund(&body(b.clone()), "s", &rules())
-                .unwrap_err()
-                .to_string();
-            assert!(err.starts_with(field), "{b}: {err}");
-        }
-    }
-
-    #[test]
-    fn generic_return_counts_damaged_apart() {
-        let b = body(json!({"return_id": "RMA-7", "location": "shop-1", "lines": [
-            {"sku": "JKT", "quantity": 1, "condition": "resellable"},
-            {"sku": "JKT", "quantity": 1, "condition": "damaged"},
-        ]}));
-        let r = parse_generic_return(&b, &rules()).unwrap();
-        assert_eq!(r.reference(), "return:returns/RMA-7");
-        assert_eq!(r.lines.len(), 1);
-        let l = &r.lines[0];
-        assert_eq!(
-            (
-                l.location.as_str(),
-                l.units.resellable,
-                l.units.damaged,
-                l.units.total()
-            ),
-            ("shop-1", 1, 1, 2)
-        );
-        let b = body(json!({"return_id": 9, "source": "desk-2", "lines": [
-            {"sku": "JKT", "quantity": 2, "condition": "resellable"}]}));
-        let r = parse_generic_return(&b, &rules()).unwrap();
-        assert_eq!(
-            (r.receipt_key().as_str(), r.lines[0].location.as_str()),
-            ("desk-2#9", "warehouse")
-        );
-    }
-
-    #[test]
-    fn generic_return_rejects_bad_input() {
-        for b in [
-            json!({"lines": [{"sku": "A", "quantity": 1, "condition": "resellable"}]}),
-            json!({"return_id": "1", "lines": []}),
-            json!({"return_id": "1", "lines": [{"sku": "A", "quantity": 1}]}),
-            json!({"return_id": "1", "lines": [{"sku": "A", "quantity": 1, "condition": "used"}]}),
-            json!({"return_id": "1", "lines": [{"sku": "A", "quantity": 0, "condition": "damaged"}]}),
-            json!({"return_id": "1", "lines": [{"quantity": 1, "condition": "damaged"}]}),
-            json!({"return_id": "1", "location": "Back Room", "lines": [{"sku": "A", "quantity": 1, "condition": "damaged"}]}),
-            json!({"return_id": "1", "source": "Desk One", "lines": [{"sku": "A", "quantity": 1, "condition": "damaged"}]}),
-            json!({"return_id": "1", "lines": [
-                {"sku": "A", "quantity": 1_000_000, "condition": "damaged"},
-                {"sku": "A", "quantity": 1, "condition": "resellable"}]}),
-        ] {
-            assert!(parse_generic_return(&body(b.clone()), &rules()).is_err(), "{b}");
-        }
-    }
 
     fn line(sku: &str, loc: &str, units: Units) -> ReturnLine {
         ReturnLine {

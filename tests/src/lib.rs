@@ -18,7 +18,7 @@ use stockroom::channels::Channels;
 use stockroom::config::LocationRules;
 use stockroom::domain::Location;
 use stockroom::feed::{FeedSettings, Importer};
-use stockroom::signature::WebhookSecrets;
+use stockroom::signature::{sign_generic, sign_shopify, WebhookSecrets};
 use stockroom::store::StockStore;
 use stockroom_local::http::Reply;
 use stockroom_local::{bootstrap, Stack, Template};
@@ -517,6 +517,57 @@ impl Drop for Fanout {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// How a test webhook delivery is signed, with [`SECRET`].
+#[derive(Debug, Clone, Copy)]
+pub enum Sign<'a> {
+    /// `X-Stockroom-Signature`, as POS systems and returns desks sign.
+    Generic,
+    /// Shopify's headers, from [`SHOP`].
+    Shopify { topic: &'a str, webhook_id: &'a str },
+}
+
+/// A webhook delivery of `body`, signed as `sign` says.
+pub fn signed(body: &[u8], sign: Sign<'_>) -> Request {
+    let headers = match sign {
+        Sign::Generic => vec![("X-Stockroom-Signature", sign_generic(SECRET.as_bytes(), body))],
+        Sign::Shopify { topic, webhook_id } => shopify_headers(body, SECRET, topic, webhook_id),
+    };
+    delivery(body, &headers)
+}
+
+/// A webhook delivery (`POST /`) of `body` with these headers.
+pub fn delivery(body: &[u8], headers: &[(&str, String)]) -> Request {
+    url_request("POST", "/", &[], headers, body)
+}
+
+/// Shopify's headers for a delivery from [`SHOP`] signed with `secret`
+/// (the signature first).
+pub fn shopify_headers(
+    body: &[u8],
+    secret: &str,
+    topic: &str,
+    webhook_id: &str,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-Shopify-Hmac-Sha256", sign_shopify(secret.as_bytes(), body)),
+        ("X-Shopify-Shop-Domain", SHOP.to_owned()),
+        ("X-Shopify-Webhook-Id", webhook_id.to_owned()),
+        ("X-Shopify-Topic", topic.to_owned()),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+/// A generic sale of one line on the `web` channel, taken at `location` if
+/// given (else where `web` sells from: the default location).
+pub fn web_sale(order_id: &str, sku: &str, location: Option<&str>, quantity: i64) -> Vec<u8> {
+    let mut sale = json!({"channel": "web", "order_id": order_id,
+        "lines": [{"sku": sku, "quantity": quantity}]});
+    if let Some(location) = location {
+        sale["location"] = json!(location);
+    }
+    serde_json::to_vec(&sale).expect("json")
 }
 
 /// A function URL request as Lambda delivers it (API Gateway v2 payload).
