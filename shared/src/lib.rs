@@ -14,6 +14,7 @@
 //! - [`store`]: the DynamoDB stock store.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
+//! - [`wire`]: wire formats parsed at the functions' edges (the table's stream).
 
 pub mod adjustment;
 pub mod alerts;
@@ -31,6 +32,7 @@ pub mod returns;
 pub mod sale;
 pub mod signature;
 pub mod store;
+pub mod wire;
 
 /// The CloudWatch metric namespace for every function.
 pub const METRIC_NAMESPACE: &str = "Stockroom";
