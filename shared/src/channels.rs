@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::alerts::{send_to_queue, Fifo};
 use crate::config::ConfigError;
 use crate::domain::{Location, Sku};
 use crate::level::LevelView;
@@ -248,6 +249,45 @@ pub fn message_group_id(sku: &str) -> String {
 /// republished state is dropped by SQS within its five-minute window.
 pub fn deduplication_id(sku: &str, sequence: u64) -> String {
     format!("{}-{sequence}", &sku_hash(sku)[..40])
+}
+
+/// Why a channel's message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no queue is configured for channel {0}")]
+    NoQueue(String),
+    /// The channel, and what went wrong.
+    #[error("could not send to the {0} queue: {1}")]
+    Failed(String, String),
+}
+
+/// Sends a channel its message on the channel's FIFO queue (`queues`: by
+/// channel name), grouped by SKU and deduplicated by SKU and sequence.
+pub async fn send(
+    sqs: &aws_sdk_sqs::Client,
+    queues: &HashMap<String, String>,
+    message: &ChannelMessage,
+) -> Result<(), SendError> {
+    let channel = &message.channel;
+    let failed = |e: String| SendError::Failed(channel.clone(), e);
+    let queue = queues
+        .get(channel)
+        .ok_or_else(|| SendError::NoQueue(channel.clone()))?;
+    let body = serde_json::to_string(message).map_err(|e| failed(e.to_string()))?;
+    let fifo = Fifo {
+        group: message_group_id(&message.sku),
+        deduplication: deduplication_id(&message.sku, message.sequence),
+    };
+    send_to_queue(sqs, queue, body, Some(fifo)).await.map_err(failed)
+}
+
+/// The channels (`CHANNELS`) and each one's queue URL (`CHANNEL_QUEUES`),
+/// from the environment.
+pub fn from_env() -> Result<(Channels, HashMap<String, String>), ConfigError> {
+    let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+    let channels = Channels::parse(&var("CHANNELS")?)?;
+    let queues = channels.queues(&var("CHANNEL_QUEUES")?)?;
+    Ok((channels, queues))
 }
 
 #[cfg(test)]
