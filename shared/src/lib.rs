@@ -14,7 +14,7 @@
 //! - [`store`]: the DynamoDB stock store.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
-//! - [`wire`]: wire formats parsed at the functions' edges (the table's stream).
+//! - [`wire`]: wire formats parsed at the functions' edges (the table's stream, adjustment requests).
 
 pub mod adjustment;
 pub mod alerts;

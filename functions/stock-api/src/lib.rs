@@ -7,18 +7,17 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
-use serde_json::{json, Value};
-use stockroom::adjustment::{AdjustError, AdjustResult, Adjustment, Change};
+use serde_json::json;
+use stockroom::adjustment::{AdjustError, AdjustResult};
 use stockroom::api::{self, header, percent_decode, MAX_BODY_BYTES};
 use stockroom::config::{self, Config, ConfigError};
-use stockroom::domain::{Actor, DocumentRef, InvalidInput, Location, ReasonCode, Sku};
+use stockroom::domain::{InvalidInput, Sku};
 use stockroom::keys::decode_cursor;
 use stockroom::store::{StockStore, StoreError};
+use stockroom::wire::adjustment::parse_adjustment;
 
 /// Largest page of ledger entries one call returns.
 pub const MAX_LEDGER_PAGE: i32 = 200;
-/// Largest absolute change or count one adjustment may make.
-pub const MAX_ADJUSTMENT: i64 = 10_000_000;
 
 /// Everything the handler needs, built once per container.
 pub struct App {
@@ -154,96 +153,6 @@ fn caller_identity(req: &Request) -> Option<String> {
     }
 }
 
-fn whole(v: &Value, field: &'static str, range: std::ops::RangeInclusive<i64>) -> Result<i64, InvalidInput> {
-    v.as_i64().filter(|n| range.contains(n)).ok_or_else(|| {
-        InvalidInput::field(
-            field,
-            format!("must be a whole number from {} to {}", range.start(), range.end()),
-        )
-    })
-}
-
-fn text<'a>(body: &'a Value, field: &'static str) -> Result<Option<&'a str>, InvalidInput> {
-    match body.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(_) => Err(InvalidInput::field(field, "must be a string")),
-    }
-}
-
-/// Parses an adjustment request. The actor comes from the caller's IAM
-/// identity when there is one, else from the body.
-pub fn parse_adjustment(
-    body: &[u8],
-    identity: Option<&str>,
-    key: Option<&str>,
-) -> Result<Adjustment, InvalidInput> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| InvalidInput::field("body", format!("not valid JSON: {e}")))?;
-    if !v.is_object() {
-        return Err(InvalidInput::field("body", "must be a JSON object"));
-    }
-    let sku = Sku::parse(text(&v, "sku")?.ok_or_else(|| InvalidInput::field("sku", "is required"))?)?;
-    let location = Location::parse(
-        text(&v, "location")?.ok_or_else(|| InvalidInput::field("location", "is required"))?,
-    )?;
-    let change = match (v.get("delta"), v.get("set")) {
-        (Some(d), None) => {
-            let d = whole(d, "delta", -MAX_ADJUSTMENT..=MAX_ADJUSTMENT)?;
-            if d == 0 {
-                return Err(InvalidInput::field("delta", "must not be zero"));
-            }
-            Change::Delta(d)
-        }
-        (None, Some(s)) => Change::Set(whole(s, "set", 0..=MAX_ADJUSTMENT)?),
-        _ => {
-            return Err(InvalidInput::field(
-                "delta",
-                "give exactly one of \"delta\" or \"set\"",
-            ))
-        }
-    };
-    let expected = match v.get("expected") {
-        None | Some(Value::Null) => None,
-        Some(e) => Some(whole(e, "expected", 0..=MAX_ADJUSTMENT)?),
-    };
-    let reason = ReasonCode::parse_manual(
-        text(&v, "reason")?.ok_or_else(|| InvalidInput::field("reason", "is required"))?,
-    )?;
-    let actor = match identity {
-        Some(arn) => Actor::system(arn),
-        None => Actor::parse(text(&v, "actor")?.ok_or_else(|| InvalidInput::field("actor", "is required"))?)?,
-    };
-    let note = text(&v, "note")?.map(str::trim).filter(|n| !n.is_empty());
-    if note.is_some_and(|n| n.chars().count() > 1000) {
-        return Err(InvalidInput::field("note", "must be at most 1000 characters"));
-    }
-    let document = text(&v, "reference")?.map(DocumentRef::parse).transpose()?;
-    let idempotency_key = match key.map(str::trim) {
-        None => None,
-        Some(k) if !k.is_empty() && k.len() <= 128 && k.bytes().all(|b| b.is_ascii_graphic()) => {
-            Some(k.to_owned())
-        }
-        Some(_) => {
-            return Err(InvalidInput::field(
-                "Idempotency-Key",
-                "must be 1 to 128 printable ASCII characters",
-            ))
-        }
-    };
-    Ok(Adjustment {
-        sku,
-        location,
-        change,
-        expected,
-        reason,
-        actor,
-        note: note.map(str::to_owned),
-        document,
-        idempotency_key,
-    })
-}
-
 async fn post_adjustment(app: &App, req: &Request) -> Response<String> {
     let body: &[u8] = match req.body() {
         Body::Text(t) => t.as_bytes(),
@@ -306,55 +215,5 @@ mod tests {
             vec!["stock", "A", "ledger"]
         );
         assert_eq!(segments("/stock/A"), vec!["stock", "A"]);
-    }
-
-    #[test]
-    fn adjustment_needs_reason_actor_and_one_change() {
-        let ok = br#"{"sku":"A","location":"shop-1","delta":-2,"reason":"damage","actor":"ana"}"#;
-        let a = parse_adjustment(ok, None, Some("k-1")).unwrap();
-        assert_eq!(a.change, Change::Delta(-2));
-        assert_eq!(a.idempotency_key.as_deref(), Some("k-1"));
-        for (body, field) in [
-            (
-                r#"{"sku":"A","location":"shop-1","delta":1,"actor":"ana"}"#,
-                "reason",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","delta":1,"reason":"found"}"#,
-                "actor",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","delta":1,"set":2,"reason":"found","actor":"a"}"#,
-                "delta",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","delta":0,"reason":"found","actor":"a"}"#,
-                "delta",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","set":-1,"reason":"found","actor":"a"}"#,
-                "set",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","set":1,"reason":"sale","actor":"a"}"#,
-                "unknown reason",
-            ),
-            (
-                r#"{"sku":"A","location":"shop-1","set":1,"reason":"found","actor":"a","reference":"x y"}"#,
-                "reference",
-            ),
-        ] {
-            let err = parse_adjustment(body.as_bytes(), None, None)
-                .unwrap_err()
-                .to_string();
-            assert!(err.starts_with(field), "{body}: {err}");
-        }
-    }
-
-    #[test]
-    fn identity_overrides_the_body_actor() {
-        let body = br#"{"sku":"A","location":"shop-1","set":3,"reason":"stocktake"}"#;
-        let a = parse_adjustment(body, Some("arn:aws:iam::1:user/ana"), None).unwrap();
-        assert_eq!(a.actor.as_str(), "arn:aws:iam::1:user/ana");
     }
 }
