@@ -46,6 +46,11 @@ impl OversellAlert {
     }
 }
 
+/// An oversell alert that could not be sent.
+#[derive(Debug, thiserror::Error)]
+#[error("could not send the oversell alert: {0}")]
+pub struct AlertError(pub String);
+
 /// Sends alerts to the alert queue; without one configured they are only logged.
 #[derive(Debug, Clone)]
 pub struct Alerts {
@@ -68,16 +73,17 @@ impl Alerts {
 
     /// Publishes an oversell alert. A failure is logged and returned (the
     /// caller, `stock-fanout`, has the stream record retried).
-    pub async fn oversell(&self, alert: &OversellAlert) -> Result<(), String> {
-        let body = serde_json::to_string(alert).map_err(|e| e.to_string())?;
+    pub async fn oversell(&self, alert: &OversellAlert) -> Result<(), AlertError> {
+        let body = serde_json::to_string(alert).map_err(|e| AlertError(e.to_string()))?;
         tracing::warn!(
             order = %alert.order,
             source = %alert.source,
             short_units = alert.short_units,
             "oversell"
         );
-        self.publish(body).await.inspect_err(|msg| {
+        self.publish(body).await.map_err(|msg| {
             tracing::error!(order = %alert.order, error = %msg, "could not publish the oversell alert");
+            AlertError(msg)
         })
     }
 
@@ -86,15 +92,34 @@ impl Alerts {
         let Some(url) = &self.queue_url else {
             return Ok(());
         };
-        self.sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+        send_to_queue(&self.sqs, url, body, None).await
     }
+}
+
+/// A FIFO message's group and deduplication ids.
+pub(crate) struct Fifo {
+    pub group: String,
+    pub deduplication: String,
+}
+
+/// Sends one message body to a queue (a FIFO queue's with its ids). A
+/// failure comes back as the SDK's full description.
+pub(crate) async fn send_to_queue(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    body: String,
+    fifo: Option<Fifo>,
+) -> Result<(), String> {
+    let (group, deduplication) = fifo.map(|f| (f.group, f.deduplication)).unzip();
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .set_message_group_id(group)
+        .set_message_deduplication_id(deduplication)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
 }
 
 /// Prints one CloudWatch Embedded Metric Format record on stdout, where

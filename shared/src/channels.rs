@@ -6,13 +6,14 @@
 //! `web=warehouse,pos=downtown+uptown,marketplace=warehouse/2`. A channel's
 //! figure is `max(0, sum of available over its locations - buffer)`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::alerts::{send_to_queue, Fifo};
 use crate::config::{parse_pairs, ConfigError};
-use crate::domain::Location;
+use crate::domain::{Location, Sku};
 use crate::level::LevelView;
 
 /// One channel: a name, the locations whose stock it may sell, a buffer.
@@ -25,6 +26,7 @@ pub struct Channel {
 }
 
 impl Channel {
+    /// Whether this channel sells stock held at `location`.
     pub fn sells_from(&self, location: &str) -> bool {
         self.locations.iter().any(|l| l.as_str() == location)
     }
@@ -102,12 +104,18 @@ impl Channels {
         Ok(Self(out))
     }
 
+    /// The channels, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Channel> {
         self.0.iter()
     }
 
-    pub fn get(&self, name: &str) -> Option<&Channel> {
-        self.0.iter().find(|c| c.name == name)
+    /// The channels that sell from any of these locations, in configuration order.
+    pub fn selling_from<'a>(
+        &'a self,
+        locations: &'a HashSet<Location>,
+    ) -> impl Iterator<Item = &'a Channel> + 'a {
+        self.iter()
+            .filter(|c| locations.iter().any(|l| c.sells_from(l.as_str())))
     }
 
     /// Pairs each channel with its queue URL from `CHANNEL_QUEUES`
@@ -159,6 +167,60 @@ pub fn sequence(levels: &[LevelView]) -> u64 {
     levels.iter().map(|l| l.version.max(0) as u64).sum()
 }
 
+/// What a channel was last sent for a SKU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSent {
+    pub available: i64,
+    pub sequence: u64,
+}
+
+impl LastSent {
+    pub fn new(available: i64, sequence: u64) -> Self {
+        Self { available, sequence }
+    }
+}
+
+/// What each channel hears after a change to a SKU's levels at the `touched`
+/// locations, given the SKU's levels now and what each channel (by name) was
+/// last sent. A channel that does not sell from a touched location hears
+/// nothing; nor does one whose figure is unchanged or was already sent at
+/// this sequence or a later one (a replayed record). A channel's first
+/// figure is always sent. `now` is the message's time when none of the
+/// channel's locations has a level.
+pub fn messages(
+    channels: &Channels,
+    sku: &Sku,
+    levels: &[LevelView],
+    last_sent: &HashMap<String, LastSent>,
+    touched: &HashSet<Location>,
+    now: &str,
+) -> Vec<ChannelMessage> {
+    let sequence = sequence(levels);
+    channels
+        .selling_from(touched)
+        .filter_map(|channel| {
+            let available = channel.figure(levels);
+            if let Some(sent) = last_sent.get(&channel.name) {
+                if sent.sequence >= sequence || sent.available == available {
+                    return None;
+                }
+            }
+            let latest = channel.latest(levels);
+            Some(ChannelMessage {
+                sku: sku.to_string(),
+                channel: channel.name.clone(),
+                available,
+                sequence,
+                at: latest.map_or_else(|| now.to_owned(), |l| l.updated_at.clone()),
+                cause: Cause {
+                    reason: latest.and_then(|l| l.last_reason.clone()).unwrap_or_default(),
+                    reference: latest.and_then(|l| l.last_reference.clone()).unwrap_or_default(),
+                },
+            })
+        })
+        .collect()
+}
+
 fn sku_hash(sku: &str) -> String {
     hex::encode(Sha256::digest(sku.as_bytes()))
 }
@@ -188,6 +250,45 @@ pub fn deduplication_id(sku: &str, sequence: u64) -> String {
     format!("{}-{sequence}", &sku_hash(sku)[..40])
 }
 
+/// Why a channel's message was not sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("no queue is configured for channel {0}")]
+    NoQueue(String),
+    /// The channel, and what went wrong.
+    #[error("could not send to the {0} queue: {1}")]
+    Failed(String, String),
+}
+
+/// Sends a channel its message on the channel's FIFO queue (`queues`: by
+/// channel name), grouped by SKU and deduplicated by SKU and sequence.
+pub async fn send(
+    sqs: &aws_sdk_sqs::Client,
+    queues: &HashMap<String, String>,
+    message: &ChannelMessage,
+) -> Result<(), SendError> {
+    let channel = &message.channel;
+    let failed = |e: String| SendError::Failed(channel.clone(), e);
+    let queue = queues
+        .get(channel)
+        .ok_or_else(|| SendError::NoQueue(channel.clone()))?;
+    let body = serde_json::to_string(message).map_err(|e| failed(e.to_string()))?;
+    let fifo = Fifo {
+        group: message_group_id(&message.sku),
+        deduplication: deduplication_id(&message.sku, message.sequence),
+    };
+    send_to_queue(sqs, queue, body, Some(fifo)).await.map_err(failed)
+}
+
+/// The channels (`CHANNELS`) and each one's queue URL (`CHANNEL_QUEUES`),
+/// from the environment.
+pub fn from_env() -> Result<(Channels, HashMap<String, String>), ConfigError> {
+    let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+    let channels = Channels::parse(&var("CHANNELS")?)?;
+    let queues = channels.queues(&var("CHANNEL_QUEUES")?)?;
+    Ok((channels, queues))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,14 +306,18 @@ mod tests {
         }
     }
 
+    fn channel<'a>(channels: &'a Channels, name: &str) -> &'a Channel {
+        channels.iter().find(|c| c.name == name).unwrap()
+    }
+
     #[test]
     fn parses_locations_and_buffers() {
         let c = Channels::parse("web=warehouse, pos=downtown+uptown ,marketplace=warehouse/2").unwrap();
         let names: Vec<_> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["web", "pos", "marketplace"]);
-        assert_eq!(c.get("pos").unwrap().locations.len(), 2);
-        assert_eq!(c.get("marketplace").unwrap().buffer, 2);
-        assert_eq!(c.get("web").unwrap().buffer, 0);
+        assert_eq!(channel(&c, "pos").locations.len(), 2);
+        assert_eq!(channel(&c, "marketplace").buffer, 2);
+        assert_eq!(channel(&c, "web").buffer, 0);
         for bad in [
             "",
             "web",
@@ -245,15 +350,112 @@ mod tests {
             "web=warehouse,pos=downtown+uptown,marketplace=warehouse/2,all=warehouse+downtown/9",
         )
         .unwrap();
-        assert_eq!(c.get("web").unwrap().figure(&levels), 5);
-        assert_eq!(c.get("pos").unwrap().figure(&levels), 2);
-        assert_eq!(c.get("marketplace").unwrap().figure(&levels), 3);
-        assert_eq!(c.get("all").unwrap().figure(&levels), 0);
-        assert_eq!(
-            c.get("pos").unwrap().latest(&levels).unwrap().location,
-            "downtown"
-        );
+        assert_eq!(channel(&c, "web").figure(&levels), 5);
+        assert_eq!(channel(&c, "pos").figure(&levels), 2);
+        assert_eq!(channel(&c, "marketplace").figure(&levels), 3);
+        assert_eq!(channel(&c, "all").figure(&levels), 0);
+        assert_eq!(channel(&c, "pos").latest(&levels).unwrap().location, "downtown");
         assert_eq!(sequence(&levels), 5);
+    }
+
+    fn touched(locations: &[&str]) -> HashSet<Location> {
+        locations.iter().map(|l| Location::parse(l).unwrap()).collect()
+    }
+
+    fn heard(messages: &[ChannelMessage]) -> Vec<(&str, i64)> {
+        messages
+            .iter()
+            .map(|m| (m.channel.as_str(), m.available))
+            .collect()
+    }
+
+    const NOW: &str = "2026-11-22T12:00:00.000000Z";
+
+    #[test]
+    fn only_channels_selling_from_a_touched_location_hear_their_figure() {
+        let c = Channels::parse("web=warehouse,pos=downtown+uptown,marketplace=warehouse/2").unwrap();
+        let sku = Sku::parse("JKT-BLUE-M").unwrap();
+        let levels = [
+            level("warehouse", 5, 3, "2026-11-22T10:00:00.000000Z"),
+            level("downtown", 2, 1, "2026-11-22T11:00:00.000000Z"),
+            level("uptown", 1, 1, "2026-11-22T09:00:00.000000Z"),
+        ];
+        let none = HashMap::new();
+        // The warehouse: web, and the marketplace less its buffer; not pos.
+        let m = messages(&c, &sku, &levels, &none, &touched(&["warehouse"]), NOW);
+        assert_eq!(heard(&m), [("web", 5), ("marketplace", 3)]);
+        assert!(m.iter().all(|m| m.sku == "JKT-BLUE-M" && m.sequence == 5));
+        // Uptown: pos hears the sum of its locations, time and cause of the latest change among them.
+        let m = messages(&c, &sku, &levels, &none, &touched(&["uptown"]), NOW);
+        assert_eq!(heard(&m), [("pos", 3)]);
+        assert_eq!(m[0].at, "2026-11-22T11:00:00.000000Z");
+        assert_eq!(
+            m[0].cause,
+            Cause {
+                reason: "sale".into(),
+                reference: "order:web/1".into()
+            }
+        );
+        // A location no channel sells from.
+        assert!(messages(&c, &sku, &levels, &none, &touched(&["backroom"]), NOW).is_empty());
+    }
+
+    #[test]
+    fn a_channel_hears_a_new_figure_once_and_never_an_older_sequence() {
+        let c = Channels::parse("web=warehouse,marketplace=warehouse/2").unwrap();
+        let sku = Sku::parse("A").unwrap();
+        let levels = [level("warehouse", 7, 4, "2026-11-22T10:00:00.000000Z")];
+        let warehouse = touched(&["warehouse"]);
+        let sent = |web: (i64, u64), market: (i64, u64)| {
+            HashMap::from([
+                (
+                    "web".to_owned(),
+                    LastSent {
+                        available: web.0,
+                        sequence: web.1,
+                    },
+                ),
+                (
+                    "marketplace".to_owned(),
+                    LastSent {
+                        available: market.0,
+                        sequence: market.1,
+                    },
+                ),
+            ])
+        };
+        // First publish: every channel hears its figure.
+        let first = messages(&c, &sku, &levels, &HashMap::new(), &warehouse, NOW);
+        assert_eq!(heard(&first), [("web", 7), ("marketplace", 5)]);
+        // Web's figure changed; the marketplace's is the one it already has.
+        let m = messages(&c, &sku, &levels, &sent((9, 3), (5, 3)), &warehouse, NOW);
+        assert_eq!(heard(&m), [("web", 7)]);
+        // A replayed record: this sequence (or a later one) was already sent.
+        assert!(messages(&c, &sku, &levels, &sent((9, 4), (0, 5)), &warehouse, NOW).is_empty());
+    }
+
+    #[test]
+    fn a_channel_without_levels_hears_zero_now() {
+        let c = Channels::parse("web=warehouse/1").unwrap();
+        let m = messages(
+            &c,
+            &Sku::parse("A").unwrap(),
+            &[],
+            &HashMap::new(),
+            &touched(&["warehouse"]),
+            NOW,
+        );
+        assert_eq!(
+            (heard(&m), m[0].sequence, m[0].at.as_str()),
+            (vec![("web", 0)], 0, NOW)
+        );
+        assert_eq!(
+            m[0].cause,
+            Cause {
+                reason: String::new(),
+                reference: String::new()
+            }
+        );
     }
 
     #[test]

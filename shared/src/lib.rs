@@ -8,8 +8,8 @@
 //! - [`feed`]: supplier feed keys, rows and the streaming CSV / JSON Lines reader.
 //! - [`channels`]: channel configuration, figures and the channel message.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
-//! - [`wire`]: webhook formats (Shopify and generic), parsed once into a
-//!   [`sale::Order`] or a [`returns::Return`].
+//! - [`wire`]: what arrives from outside (webhooks, adjustment requests, the
+//!   table's stream), typed and parsed once into domain types.
 //! - [`signature`]: webhook HMAC checks.
 //! - [`webhook`]: what every webhook function does alike (checks, answers).
 //! - [`keys`]: every key of the stock table.
