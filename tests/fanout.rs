@@ -56,6 +56,18 @@ fn figures(messages: &[Value]) -> Vec<i64> {
         .collect()
 }
 
+/// The same messages, addressed to another channel.
+fn for_channel(messages: &[Value], channel: &str) -> Vec<Value> {
+    messages
+        .iter()
+        .map(|m| {
+            let mut m = m.clone();
+            m["channel"] = json!(channel);
+            m
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn each_kind_of_change_reaches_the_channels_that_sell_it() {
     let s = stack().await;
@@ -256,14 +268,7 @@ async fn replays_out_of_order_converge_in_the_reference_consumer() {
 
     // In order, a fresh consumer applies each in turn and ends at the same figure.
     let fresh = SequenceStore::new(s.ddb.clone(), s.table(), "web-2");
-    let inorder: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
-            m["channel"] = json!("web-2");
-            m
-        })
-        .collect();
+    let inorder = for_channel(&messages, "web-2");
     let connector = Recorder::default();
     consumer::apply_batch(sqs_event(&inorder), &fresh, &connector).await;
     assert_eq!(connector.calls().last().map(|c| c.1), Some(3));
@@ -275,14 +280,7 @@ async fn replays_out_of_order_converge_in_the_reference_consumer() {
         ..Recorder::default()
     };
     let again = SequenceStore::new(s.ddb.clone(), s.table(), "web-3");
-    let batch: Vec<Value> = messages
-        .iter()
-        .map(|m| {
-            let mut m = m.clone();
-            m["channel"] = json!("web-3");
-            m
-        })
-        .collect();
+    let batch = for_channel(&messages, "web-3");
     let r = consumer::apply_batch(sqs_event(&batch), &again, &failing).await;
     let failed: Vec<_> = r
         .batch_item_failures

@@ -23,15 +23,15 @@ fn admin() -> Emulator {
     Emulator::new(&emulator().endpoint)
 }
 
-async fn faults(st: &TestStack, config: FaultConfig) {
-    admin()
-        .set_faults(&FaultConfig {
-            scope: st.name.clone(),
-            seed: Some(1),
-            ..config
-        })
-        .await
-        .expect("faults on");
+/// Switches faults on for this stack's resources, as `set` configures them.
+async fn faults(st: &TestStack, set: impl FnOnce(&mut FaultConfig)) {
+    let mut config = FaultConfig {
+        scope: st.name.clone(),
+        seed: Some(1),
+        ..FaultConfig::default()
+    };
+    set(&mut config);
+    admin().set_faults(&config).await.expect("faults on");
 }
 
 async fn get(st: &TestStack, pk: &str, sk: &str) -> Option<HashMap<String, AttributeValue>> {
@@ -78,14 +78,7 @@ fn transaction(st: &TestStack, pk: &str, sks: &[&str]) -> Vec<TransactWriteItem>
 #[tokio::test]
 async fn server_errors_hit_only_the_stack_that_asked() {
     let (st, other) = (stack().await, stack().await);
-    faults(
-        &st,
-        FaultConfig {
-            server_error: 1.0,
-            ..FaultConfig::default()
-        },
-    )
-    .await;
+    faults(&st, |c| c.server_error = 1.0).await;
     let err = put(&st, "A", "1").await.unwrap_err();
     assert!(
         err.contains("InternalServerError") || err.contains("500"),
@@ -107,14 +100,10 @@ async fn a_transaction_on_an_item_another_just_wrote_conflicts() {
         .send()
         .await
         .expect("the first transaction");
-    faults(
-        &st,
-        FaultConfig {
-            transaction_conflict: 1.0,
-            conflict_window_ms: Some(60_000),
-            ..FaultConfig::default()
-        },
-    )
+    faults(&st, |c| {
+        c.transaction_conflict = 1.0;
+        c.conflict_window_ms = Some(60_000)
+    })
     .await;
     let err = st
         .ddb
@@ -144,14 +133,10 @@ async fn a_hot_partition_is_throttled_and_units_are_counted() {
     put(&st, "HOT", "0").await.unwrap();
     let units = admin().units(st.table()).await.unwrap();
     assert_eq!(units.operations["PutItem"].write, 1.0);
-    faults(
-        &st,
-        FaultConfig {
-            capacity: true,
-            write_units_per_second: Some(3.0),
-            ..FaultConfig::default()
-        },
-    )
+    faults(&st, |c| {
+        c.capacity = true;
+        c.write_units_per_second = Some(3.0)
+    })
     .await;
     let results = futures::future::join_all((1..=8).map(|i| {
         let st = &st;
@@ -176,14 +161,7 @@ async fn a_hot_partition_is_throttled_and_units_are_counted() {
 #[tokio::test]
 async fn a_lost_response_has_still_committed_and_the_retry_sees_it() {
     let st = stack().await;
-    faults(
-        &st,
-        FaultConfig {
-            lost_response: 1.0,
-            ..FaultConfig::default()
-        },
-    )
-    .await;
+    faults(&st, |c| c.lost_response = 1.0).await;
     let err = st
         .ddb
         .put_item()
@@ -206,14 +184,7 @@ async fn a_lost_response_has_still_committed_and_the_retry_sees_it() {
 async fn sqs_sends_fail_and_deleted_messages_come_back() {
     let st = stack().await;
     let queue = st.alert_queue().to_owned();
-    faults(
-        &st,
-        FaultConfig {
-            sqs_send_failure: 1.0,
-            ..FaultConfig::default()
-        },
-    )
-    .await;
+    faults(&st, |c| c.sqs_send_failure = 1.0).await;
     let sent = st
         .sqs
         .send_message()
@@ -222,14 +193,7 @@ async fn sqs_sends_fail_and_deleted_messages_come_back() {
         .send()
         .await;
     assert!(sent.is_err());
-    faults(
-        &st,
-        FaultConfig {
-            sqs_redelivery: 1.0,
-            ..FaultConfig::default()
-        },
-    )
-    .await;
+    faults(&st, |c| c.sqs_redelivery = 1.0).await;
     st.sqs
         .send_message()
         .queue_url(&queue)

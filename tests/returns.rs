@@ -7,7 +7,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use stockroom::domain::Sku;
 use stockroom_tests::{
-    delivery, read, shopify_headers, signed, stack, url_request, web_sale, Sign, TestStack, SECRET, SHOP,
+    delivery, read, request, shopify_headers, signed, stack, url_event, web_sale, Sign, TestStack, SECRET,
+    SHOP,
 };
 
 fn refund(id: u64, order_id: u64, lines: Value) -> Vec<u8> {
@@ -166,7 +167,7 @@ async fn returns_desk_puts_resellable_back_and_counts_damaged_apart() {
 
     // The stock API shows the damaged unit; a sale can only take the resellable one.
     let api = s.api_app();
-    let req = url_request("GET", "/stock/JKT-BLUE-M", &[], &[], b"");
+    let req = request(url_event("GET", "/stock/JKT-BLUE-M", &[], &[], b""));
     let (status, stock) = read(stock_api::handle(&api, req).await);
     assert_eq!(status, 200);
     assert_eq!(
@@ -421,7 +422,7 @@ async fn bad_signatures_and_malformed_returns_change_nothing() {
     let (status, out) = read(return_processor::handle(&app, req).await);
     assert_eq!((status, out["status"].as_str()), (200, Some("ignored")));
     assert_eq!(
-        read(return_processor::handle(&app, url_request("GET", "/", &[], &[], b"")).await).0,
+        read(return_processor::handle(&app, request(url_event("GET", "/", &[], &[], b""))).await).0,
         405
     );
     assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(2));

@@ -1,7 +1,7 @@
 //! The stock API against the emulator: reads, audited adjustments, ledger.
 
 use serde_json::{json, Value};
-use stockroom_tests::{read, stack, url_request, TestStack};
+use stockroom_tests::{read, request, stack, url_event, TestStack};
 
 async fn call(
     s: &TestStack,
@@ -22,7 +22,7 @@ async fn call_with(
     body: Option<Value>,
 ) -> (u16, Value) {
     let body = body.map(|b| serde_json::to_vec(&b).unwrap()).unwrap_or_default();
-    let req = url_request(method, path, query, headers, &body);
+    let req = request(url_event(method, path, query, headers, &body));
     read(stock_api::handle(&s.api_app(), req).await)
 }
 
@@ -231,7 +231,7 @@ async fn concurrent_adjustments_all_land_in_the_ledger() {
                 &json!({"sku": "CAP", "location": "shop-1", "delta": 1, "reason": "found", "actor": format!("c{i}")}),
             )
             .unwrap();
-            read(stock_api::handle(&app, url_request("POST", "/adjustments", &[], &[], &body)).await).0
+            read(stock_api::handle(&app, request(url_event("POST", "/adjustments", &[], &[], &body))).await).0
         })
     });
     let statuses: Vec<u16> = futures::future::join_all(calls)

@@ -6,8 +6,8 @@ use crate::domain::{Actor, DocumentRef, Location, ReasonCode, Sku};
 use crate::keys::{self, Key, ReceiptKind};
 use crate::level::{LedgerEntry, LevelView};
 use crate::port::{
-    Attempt, CountStamp, Decision, Failed, LevelCondition, LevelEffect, LevelReads, LevelWrite, Next,
-    Receipt, StoreError, StoredReceipt, Write,
+    json_field, Attempt, CountStamp, Decision, Failed, LevelCondition, LevelEffect, LevelReads, LevelWrite,
+    Next, StoreError, StoredReceipt, Write,
 };
 
 /// How a manual adjustment changes a level.
@@ -142,7 +142,7 @@ impl<'a> AdjustmentDecision<'a> {
 
     /// The receipt's key: where a repeated `Idempotency-Key` finds its answer.
     pub fn receipt_key(&self) -> Key {
-        Key::new(keys::receipt(ReceiptKind::Adjustment, &self.id), keys::part(0))
+        keys::receipt_item(ReceiptKind::Adjustment, &self.id, keys::part(0))
     }
 
     /// The stored answer for a repeated key, if it was for the same request.
@@ -178,7 +178,7 @@ impl Decision for AdjustmentDecision<'_> {
             available: after,
             version: self.level.as_ref().map_or(0, |l| l.version) + 1,
         };
-        let response = serde_json::to_string(&outcome).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let response = json_field(&outcome)?;
         let mut entry = LedgerEntry::new(
             at,
             &adj.sku,
@@ -210,20 +210,18 @@ impl Decision for AdjustmentDecision<'_> {
             reference: reference.clone(),
         });
         self.outcome = Some(outcome);
-        Ok(Attempt {
-            at: at.to_owned(),
-            receipt: Receipt {
-                key: self.receipt_key(),
-                fields: vec![("response", response), ("fingerprint", self.fingerprint.clone())],
-            },
-            writes: vec![
+        Ok(Attempt::receipted(
+            at,
+            self.receipt_key(),
+            vec![("response", response), ("fingerprint", self.fingerprint.clone())],
+            vec![
                 level,
                 Write::Ledger {
                     entry,
                     seq: "0".into(),
                 },
             ],
-        })
+        ))
     }
 
     fn applied(self) -> AdjustResult {

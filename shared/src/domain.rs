@@ -34,10 +34,38 @@ impl InvalidInput {
     }
 }
 
-/// A stock keeping unit as the retailer writes it (case and inner spaces kept).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Sku(String);
+/// A checked type holding text: the type, `as_str` and `Display`.
+macro_rules! text {
+    ($($(#[$doc:meta])* $name:ident $(: $extra:ident)*;)+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize $(, $extra)*)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )+};
+}
+
+text! {
+    /// A stock keeping unit as the retailer writes it (case and inner spaces kept).
+    Sku: Hash: PartialOrd: Ord;
+    /// A place that holds stock: a warehouse, a shop, a supplier's pool.
+    Location: Hash: PartialOrd: Ord;
+    /// Who made a change: a person, a role ARN, or a system source.
+    Actor;
+    /// A URI to the document behind a change (a stocktake sheet, a ticket).
+    DocumentRef;
+}
 
 impl Sku {
     pub const MAX_LEN: usize = 128;
@@ -49,22 +77,7 @@ impl Sku {
         }
         Ok(Self(s.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-impl fmt::Display for Sku {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A place that holds stock: a warehouse, a shop, a supplier's pool.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct Location(String);
 
 impl Location {
     pub const MAX_LEN: usize = 64;
@@ -80,16 +93,6 @@ impl Location {
         } else {
             Err(InvalidInput::Location { got: raw.into() })
         }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }
 
@@ -195,11 +198,6 @@ impl fmt::Display for ReasonCode {
     }
 }
 
-/// Who made a change: a person, a role ARN, or a system source.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct Actor(String);
-
 impl Actor {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let s = raw.trim();
@@ -213,16 +211,7 @@ impl Actor {
     pub fn system(source: &str) -> Self {
         Self(source.chars().filter(|c| !c.is_control()).take(200).collect())
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
-
-/// A URI to the document behind a change (a stocktake sheet, a ticket).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(transparent)]
-pub struct DocumentRef(String);
 
 impl DocumentRef {
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
@@ -239,10 +228,6 @@ impl DocumentRef {
             return Err(bad());
         }
         Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
     }
 }
 

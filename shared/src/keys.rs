@@ -96,6 +96,11 @@ pub fn receipt(kind: ReceiptKind, key: &str) -> String {
     format!("RECEIPT#{}#{key}", kind.as_str())
 }
 
+/// One item of a receipted thing's partition.
+pub fn receipt_item(kind: ReceiptKind, key: &str, sk: String) -> Key {
+    Key::new(receipt(kind, key), sk)
+}
+
 /// One part of a receipt (an order of more than 49 lines has several).
 pub fn part(n: usize) -> String {
     format!("{PART}{n:04}")

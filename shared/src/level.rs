@@ -6,31 +6,25 @@ use crate::domain::{Actor, Location, ReasonCode, Sku};
 
 /// One stock level (a SKU at a location), as stored and as the stock API shows it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct LevelView {
-    #[serde(default)]
     pub location: String,
-    #[serde(default)]
     pub available: i64,
     /// Units returned damaged: counted here, never sellable.
-    #[serde(default)]
     pub damaged: i64,
     /// One more after every change.
-    #[serde(default)]
     pub version: i64,
-    #[serde(default)]
     pub updated_at: String,
-    #[serde(default)]
     pub last_reason: Option<String>,
-    #[serde(default)]
     pub last_reference: Option<String>,
     /// When the last absolute count applied to this level was taken.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub counted_at: Option<String>,
     /// Which feed object (or adjustment) that count came from.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub count_source: Option<String>,
     /// The figure that count gave.
-    #[serde(default, skip_serializing)]
+    #[serde(skip_serializing)]
     pub count_quantity: Option<i64>,
 }
 

@@ -17,6 +17,7 @@
 //! - [`store`]: the DynamoDB adapter that runs attempts and reads the table.
 //! - [`alerts`]: oversell alerts and metrics.
 //! - [`config`]: settings from the environment.
+//! - [`runtime`]: how every function runs on Lambda.
 
 pub mod adjustment;
 pub mod alerts;
@@ -31,6 +32,7 @@ pub mod keys;
 pub mod level;
 pub mod port;
 pub mod returns;
+pub mod runtime;
 pub mod sale;
 pub mod signature;
 pub mod store;

@@ -38,6 +38,42 @@ pub struct Attempt {
     pub writes: Vec<Write>,
 }
 
+impl Attempt {
+    /// An attempt made at `at`, receipted under `receipt` with the answer in `fields`.
+    pub fn receipted(
+        at: &str,
+        receipt: Key,
+        fields: Vec<(&'static str, String)>,
+        writes: Vec<Write>,
+    ) -> Self {
+        Self {
+            at: at.to_owned(),
+            receipt: Receipt { key: receipt, fields },
+            writes,
+        }
+    }
+}
+
+/// A receipt's field holding JSON (lines, a summary, an answer).
+pub fn json_field<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// The fields of a receipt that keeps the lines a change took: its status,
+/// the lines, and the fingerprint of what was asked (a repeat with other
+/// lines is told apart).
+pub fn lines_fields<T: serde::Serialize>(
+    status: &str,
+    lines: &T,
+    fingerprint: &str,
+) -> Result<Vec<(&'static str, String)>, StoreError> {
+    Ok(vec![
+        ("status", status.to_owned()),
+        ("lines", json_field(lines)?),
+        ("fingerprint", fingerprint.to_owned()),
+    ])
+}
+
 /// The record that makes a change exactly-once, and the answer it keeps.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
@@ -176,6 +212,17 @@ pub enum Next {
     Reread,
     /// Nothing learnt (another transaction got in the way): wait, read again, retry.
     Wait,
+}
+
+impl Next {
+    /// [`Next::Retry`] when the images taught the decision something, else [`Next::Wait`].
+    pub fn learnt(refined: bool) -> Self {
+        if refined {
+            Next::Retry
+        } else {
+            Next::Wait
+        }
+    }
 }
 
 /// Reads a decision may need before it can describe its attempt.

@@ -254,11 +254,11 @@ pub fn plan(chunk: &[ReturnLine], book: Option<&CancelBook>, order: Option<&str>
 }
 
 use crate::domain::{Actor, ReasonCode};
-use crate::keys::{self, Key, ReceiptKind};
+use crate::keys::{self, ReceiptKind};
 use crate::level::LedgerEntry;
 use crate::port::{
-    Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next, Receipt, StoreError,
-    StoredReceipt, Write,
+    lines_fields, Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next,
+    StoreError, StoredReceipt, Write,
 };
 
 /// Return lines per transaction: a level update, a ledger entry and at most
@@ -405,25 +405,14 @@ impl Decision for ReturnPart<'_> {
                 });
             }
         }
-        let lines = serde_json::to_string(&self.results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Attempt {
-            at: at.to_owned(),
-            receipt: Receipt {
-                key: Key::new(
-                    keys::receipt(ReceiptKind::Return, &self.ret.receipt_key()),
-                    keys::part(self.part),
-                ),
-                fields: vec![
-                    (
-                        "status",
-                        (if moved { "applied" } else { "nothing_to_restock" }).to_owned(),
-                    ),
-                    ("lines", lines),
-                    ("fingerprint", self.fingerprint.clone()),
-                ],
-            },
-            writes,
-        })
+        let status = if moved { "applied" } else { "nothing_to_restock" };
+        let fields = lines_fields(status, &self.results, &self.fingerprint)?;
+        let receipt = keys::receipt_item(
+            ReceiptKind::Return,
+            &self.ret.receipt_key(),
+            keys::part(self.part),
+        );
+        Ok(Attempt::receipted(at, receipt, fields, writes))
     }
 
     fn applied(self) -> Self::Output {
@@ -448,11 +437,7 @@ impl Decision for ReturnPart<'_> {
                 refined = true;
             }
         }
-        if refined {
-            Next::Retry
-        } else {
-            Next::Wait
-        }
+        Next::learnt(refined)
     }
 }
 

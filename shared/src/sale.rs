@@ -11,8 +11,8 @@ use crate::domain::{Actor, Location, Quantity, ReasonCode, Sku};
 use crate::keys::{self, ReceiptKind};
 use crate::level::LedgerEntry;
 use crate::port::{
-    Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next, Receipt, StoreError,
-    StoredReceipt, Write,
+    lines_fields, Attempt, Current, Decision, Failed, LevelCondition, LevelEffect, LevelWrite, Next,
+    StoreError, StoredReceipt, Write,
 };
 
 /// DynamoDB's limit on actions in one transaction.
@@ -339,7 +339,6 @@ impl Decision for SalePart<'_> {
     fn attempt(&mut self, at: &str) -> Result<Attempt, StoreError> {
         self.results = self.results();
         let oversold = self.results.iter().any(|r| r.short > 0);
-        let lines = serde_json::to_string(&self.results).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut writes = Vec::with_capacity(2 * self.lines.len());
         for (i, ((line, expect), r)) in self
             .lines
@@ -365,27 +364,19 @@ impl Decision for SalePart<'_> {
                 seq: format!("{}.{i}", self.part),
             });
         }
-        Ok(Attempt {
-            at: at.to_owned(),
-            receipt: Receipt {
-                key: keys::Key::new(
-                    keys::receipt(ReceiptKind::Order, &self.order.receipt_key()),
-                    keys::part(self.part),
-                ),
-                fields: vec![
-                    (
-                        "status",
-                        (if oversold { "oversold" } else { "applied" }).to_owned(),
-                    ),
-                    ("lines", lines),
-                    ("fingerprint", self.fingerprint.clone()),
-                    ("channel", self.order.channel.clone()),
-                    ("source", self.order.source.clone()),
-                    ("order", self.order.order_id.clone()),
-                ],
-            },
-            writes,
-        })
+        let status = if oversold { "oversold" } else { "applied" };
+        let mut fields = lines_fields(status, &self.results, &self.fingerprint)?;
+        fields.extend([
+            ("channel", self.order.channel.clone()),
+            ("source", self.order.source.clone()),
+            ("order", self.order.order_id.clone()),
+        ]);
+        let receipt = keys::receipt_item(
+            ReceiptKind::Order,
+            &self.order.receipt_key(),
+            keys::part(self.part),
+        );
+        Ok(Attempt::receipted(at, receipt, fields, writes))
     }
 
     fn applied(self) -> PartOutcome {
@@ -411,11 +402,7 @@ impl Decision for SalePart<'_> {
             self.hints.learn(line, available);
             refined = true;
         }
-        if refined {
-            Next::Retry
-        } else {
-            Next::Wait
-        }
+        Next::learnt(refined)
     }
 }
 

@@ -34,11 +34,7 @@ impl App {
         let sdk = config::aws().await;
         let secrets = config::webhook_secrets(&sdk).await?;
         Ok(Self {
-            store: StockStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                cfg.table,
-                cfg.receipt_ttl_days,
-            ),
+            store: StockStore::from_config(&sdk, &cfg),
             rules: cfg.locations,
             secrets,
         })
@@ -251,12 +247,8 @@ mod tests {
     }
 
     fn app() -> App {
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .build();
         App {
-            store: StockStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "stock", 35),
+            store: StockStore::offline(),
             rules: rules(),
             secrets: WebhookSecrets::parse(r#"{"default": "d", "desk": "k", "shop.myshopify.com": "s"}"#),
         }

@@ -539,7 +539,7 @@ pub fn signed(body: &[u8], sign: Sign<'_>) -> Request {
 
 /// A webhook delivery (`POST /`) of `body` with these headers.
 pub fn delivery(body: &[u8], headers: &[(&str, String)]) -> Request {
-    url_request("POST", "/", &[], headers, body)
+    request(url_event("POST", "/", &[], headers, body))
 }
 
 /// Shopify's headers for a delivery from [`SHOP`] signed with `secret`
@@ -570,15 +570,8 @@ pub fn web_sale(order_id: &str, sku: &str, location: Option<&str>, quantity: i64
     serde_json::to_vec(&sale).expect("json")
 }
 
-/// A function URL request as Lambda delivers it (API Gateway v2 payload).
-pub fn url_request(
-    method: &str,
-    path: &str,
-    query: &[(&str, &str)],
-    headers: &[(&str, String)],
-    body: &[u8],
-) -> Request {
-    let event = url_event(method, path, query, headers, body);
+/// A function URL request as Lambda delivers it, from its event ([`url_event`]).
+pub fn request(event: Value) -> Request {
     lambda_http::request::from_str(&event.to_string()).expect("a valid function URL event")
 }
 

@@ -26,11 +26,7 @@ impl App {
         let cfg = Config::from_env()?;
         let sdk = config::aws().await;
         Ok(Self {
-            store: StockStore::new(
-                stockroom::aws_sdk_dynamodb::Client::new(&sdk),
-                cfg.table,
-                cfg.receipt_ttl_days,
-            ),
+            store: StockStore::from_config(&sdk, &cfg),
         })
     }
 }

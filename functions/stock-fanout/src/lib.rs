@@ -46,11 +46,7 @@ impl App {
         let (channels, queues) = channels::from_env()?;
         let sdk = config::aws().await;
         Ok(Self {
-            store: StockStore::new(
-                stockroom::aws_sdk_dynamodb::Client::new(&sdk),
-                cfg.table,
-                cfg.receipt_ttl_days,
-            ),
+            store: StockStore::from_config(&sdk, &cfg),
             sqs: stockroom::aws_sdk_sqs::Client::new(&sdk),
             channels,
             queues,

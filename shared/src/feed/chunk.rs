@@ -16,11 +16,11 @@
 
 use super::{ChunkSummary, FeedEffect, FeedRowInput, FeedSource};
 use crate::domain::{Location, ReasonCode, Sku};
-use crate::keys::{self, Key, ReceiptKind};
+use crate::keys::{self, ReceiptKind};
 use crate::level::{LedgerEntry, LevelView};
 use crate::port::{
-    Attempt, CountStamp, Decision, Failed, LevelCondition, LevelEffect, LevelReads, LevelWrite, Next,
-    Receipt, StoreError, StoredReceipt, Write,
+    json_field, Attempt, CountStamp, Decision, Failed, LevelCondition, LevelEffect, LevelReads, LevelWrite,
+    Next, StoreError, StoredReceipt, Write,
 };
 use std::collections::HashMap;
 
@@ -271,18 +271,9 @@ impl Decision for FeedChunk<'_> {
             FeedEffect::Add => self.adds(at),
             FeedEffect::Count => self.counts(at),
         };
-        let summary = serde_json::to_string(&self.summary).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        Ok(Attempt {
-            at: at.to_owned(),
-            receipt: Receipt {
-                key: Key::new(
-                    keys::receipt(ReceiptKind::Feed, &self.src.id()),
-                    keys::chunk(self.index),
-                ),
-                fields: vec![("summary", summary)],
-            },
-            writes,
-        })
+        let receipt = keys::receipt_item(ReceiptKind::Feed, &self.src.id(), keys::chunk(self.index));
+        let fields = vec![("summary", json_field(&self.summary)?)];
+        Ok(Attempt::receipted(at, receipt, fields, writes))
     }
 
     fn applied(self) -> ChunkSummary {

@@ -42,11 +42,7 @@ impl Importer {
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.trim().is_empty());
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ok(Self {
-            store: StockStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                cfg.table,
-                cfg.receipt_ttl_days,
-            ),
+            store: StockStore::from_config(&sdk, &cfg),
             s3: aws_sdk_s3::Client::from_conf(
                 aws_sdk_s3::config::Builder::from(&sdk)
                     .force_path_style(local)

@@ -72,6 +72,21 @@ impl StockStore {
         }
     }
 
+    /// The table `STOCK_TABLE` names, with the receipts' TTL from `RECEIPT_TTL_DAYS`.
+    pub fn from_config(sdk: &aws_config::SdkConfig, cfg: &crate::config::Config) -> Self {
+        Self::new(Client::new(sdk), cfg.table.clone(), cfg.receipt_ttl_days)
+    }
+
+    /// A store whose client never reaches DynamoDB: for what needs no I/O.
+    #[cfg(test)]
+    pub(crate) fn offline() -> Self {
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .build();
+        Self::new(Client::from_conf(conf), "stock", 35)
+    }
+
     pub fn table(&self) -> &str {
         &self.table
     }
@@ -208,11 +223,7 @@ mod tests {
 
     #[test]
     fn a_planned_sale_takes_each_line_only_if_covered_and_records_it() {
-        let conf = aws_sdk_dynamodb::Config::builder()
-            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
-            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
-            .build();
-        let store = StockStore::new(aws_sdk_dynamodb::Client::from_conf(conf), "stock", 35);
+        let store = StockStore::offline();
         let rules = crate::config::LocationRules::new(Location::parse("warehouse").unwrap(), "", "").unwrap();
         let lines: Vec<String> = (0..60)
             .map(|i| format!(r#"{{"sku": "SKU-{i}", "quantity": {}}}"#, 1 + i % 3))

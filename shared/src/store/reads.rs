@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use serde::de::DeserializeOwned;
 
-use super::render::{key, level_of, n, s, Item};
+use super::render::{key, level_of, n, s, stored_receipt, Item};
 use super::{backoff, StockStore, StoreError};
 use crate::clock;
 use crate::domain::{Location, ReasonCode, Sku};
@@ -101,21 +101,7 @@ impl StockStore {
 
     /// A receipt part as stored, if there is one.
     pub(super) async fn receipt(&self, k: &Key) -> Result<Option<StoredReceipt>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .set_key(Some(key(k)))
-            .send()
-            .await?;
-        Ok(out.item().map(|item| StoredReceipt {
-            key: k.clone(),
-            fields: item
-                .iter()
-                .filter_map(|(name, v)| v.as_s().ok().map(|v| (name.clone(), v.clone())))
-                .collect(),
-        }))
+        Ok(self.item(k).await?.map(|item| stored_receipt(k, &item)))
     }
 
     /// Reads the refunded order's sale receipt and cancel counters.

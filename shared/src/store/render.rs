@@ -82,7 +82,7 @@ fn failed_condition(r: Option<&CancellationReason>) -> bool {
     r.and_then(CancellationReason::code) == Some("ConditionalCheckFailed")
 }
 
-fn stored_receipt(k: &Key, item: &Item) -> StoredReceipt {
+pub(super) fn stored_receipt(k: &Key, item: &Item) -> StoredReceipt {
     StoredReceipt {
         key: k.clone(),
         fields: item

@@ -12,7 +12,7 @@ use serde::de::{self, DeserializeOwned, IgnoredAny, MapAccess, SeqAccess, Visito
 use serde::{Deserialize, Deserializer};
 use serde_path_to_error::Segment;
 
-use crate::domain::{InvalidInput, Quantity};
+use crate::domain::{InvalidInput, Location, Quantity, Sku};
 use crate::sale::OrderLine;
 
 /// Every field the formats read. A type error is reported against the
@@ -97,9 +97,42 @@ pub(super) fn one_of<T: Copy>(raw: &str, words: &[(&str, T)]) -> Result<T, Strin
         })
 }
 
+/// An enum read from one word of a closed list: any other word is refused
+/// with the list (read from a string, so a number is a refusal of the field,
+/// not of the body's JSON).
+macro_rules! closed_words {
+    ($(#[$meta:meta])* $name:ident { $($word:literal => $variant:ident),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, serde::Deserialize)]
+        #[serde(try_from = "String")]
+        enum $name {
+            $($variant),+
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+
+            fn try_from(raw: String) -> Result<Self, String> {
+                super::body::one_of(&raw, &[$(($word, $name::$variant)),+])
+            }
+        }
+    };
+}
+pub(super) use closed_words;
+
 /// Adds a sale line, merged with an earlier line for the same SKU and
 /// location (one transaction cannot touch the same item twice).
-pub(super) fn merge_line(lines: &mut Vec<OrderLine>, line: OrderLine) -> Result<(), InvalidInput> {
+pub(super) fn merge_line(
+    lines: &mut Vec<OrderLine>,
+    sku: Sku,
+    location: &Location,
+    quantity: Quantity,
+) -> Result<(), InvalidInput> {
+    let line = OrderLine {
+        sku,
+        location: location.clone(),
+        quantity,
+    };
     if let Some(existing) = lines
         .iter_mut()
         .find(|l| l.sku == line.sku && l.location == line.location)

@@ -8,7 +8,7 @@ use super::body::{self, merge_line, required, Id, Object};
 use crate::config::LocationRules;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
 use crate::returns::{add_units, Disposition, Return, ReturnKind, DEFAULT_RETURN_SOURCE};
-use crate::sale::{Order, OrderLine};
+use crate::sale::Order;
 
 /// Parses a generic sale body.
 pub fn parse_sale(body: &[u8], rules: &LocationRules) -> Result<Order, InvalidInput> {
@@ -48,15 +48,7 @@ impl GenericSale {
         let mut lines = Vec::with_capacity(items.len());
         for (index, Object(item)) in items.into_iter().enumerate() {
             let (sku, quantity) = stock(index, item.sku, item.quantity)?;
-            let location = location.clone();
-            merge_line(
-                &mut lines,
-                OrderLine {
-                    sku,
-                    location,
-                    quantity,
-                },
-            )?;
+            merge_line(&mut lines, sku, &location, quantity)?;
         }
         Ok(Order {
             source: channel.clone(),
@@ -87,28 +79,10 @@ struct ReturnLine {
     condition: Option<Condition>,
 }
 
-/// The state a returned unit came back in.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(try_from = "String")]
-enum Condition {
-    /// Back on the shelf.
-    Resellable,
-    /// Counted apart, never sold.
-    Damaged,
-}
-
-impl TryFrom<String> for Condition {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        body::one_of(
-            &raw,
-            &[
-                ("resellable", Condition::Resellable),
-                ("damaged", Condition::Damaged),
-            ],
-        )
-    }
+body::closed_words! {
+    /// The state a returned unit came back in: back on the shelf, or counted
+    /// apart and never sold.
+    Condition { "resellable" => Resellable, "damaged" => Damaged }
 }
 
 impl GenericReturn {

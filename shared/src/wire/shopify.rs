@@ -12,7 +12,7 @@ use super::body::{self, merge_line, required, Id, IfObject, Object, OrIgnored};
 use crate::config::LocationRules;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
 use crate::returns::{add_units, Disposition, Return, ReturnKind};
-use crate::sale::{Order, OrderLine, SkippedLine};
+use crate::sale::{Order, SkippedLine};
 
 /// Parses an `orders/create` (or `orders/paid`) body from `shop`.
 pub fn parse_order(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Order, InvalidInput> {
@@ -61,15 +61,7 @@ impl ShopifyOrder {
         let mut skipped = Vec::new();
         for (index, Object(item)) in items.into_iter().enumerate() {
             if let Some((sku, quantity)) = stock(index, item.sku, item.quantity, &mut skipped)? {
-                let location = location.clone();
-                merge_line(
-                    &mut lines,
-                    OrderLine {
-                        sku,
-                        location,
-                        quantity,
-                    },
-                )?;
+                merge_line(&mut lines, sku, &location, quantity)?;
             }
         }
         Ok(Order {
@@ -109,29 +101,13 @@ struct RefundedItem {
     sku: Option<String>,
 }
 
-/// What Shopify did with a refunded line's units.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(try_from = "String")]
-enum RestockType {
-    Return,
-    Cancel,
-    LegacyRestock,
-    NoRestock,
-}
-
-impl TryFrom<String> for RestockType {
-    type Error = String;
-
-    fn try_from(raw: String) -> Result<Self, String> {
-        body::one_of(
-            &raw,
-            &[
-                ("return", RestockType::Return),
-                ("cancel", RestockType::Cancel),
-                ("legacy_restock", RestockType::LegacyRestock),
-                ("no_restock", RestockType::NoRestock),
-            ],
-        )
+body::closed_words! {
+    /// What Shopify did with a refunded line's units.
+    RestockType {
+        "return" => Return,
+        "cancel" => Cancel,
+        "legacy_restock" => LegacyRestock,
+        "no_restock" => NoRestock,
     }
 }
 
