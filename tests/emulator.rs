@@ -65,30 +65,25 @@ async fn invalid_update_expressions_are_refused() {
     assert!(item(&st, "A").await.is_none());
 
     // Inside a transaction the whole transaction is refused.
+    let update = |sk: &str, expression: &str| {
+        TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(st.table())
+                    .set_key(Some(key(sk)))
+                    .update_expression(expression)
+                    .set_expression_attribute_values(Some(HashMap::from([
+                        (":a".to_owned(), n(1)),
+                        (":b".to_owned(), n(2)),
+                    ])))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    };
     let items = vec![
-        TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(st.table())
-                    .set_key(Some(key("B")))
-                    .update_expression("SET a = :a")
-                    .expression_attribute_values(":a", n(1))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
-        TransactWriteItem::builder()
-            .update(
-                Update::builder()
-                    .table_name(st.table())
-                    .set_key(Some(key("C")))
-                    .update_expression("SET a = :a, a = :b")
-                    .expression_attribute_values(":a", n(1))
-                    .expression_attribute_values(":b", n(2))
-                    .build()
-                    .unwrap(),
-            )
-            .build(),
+        update("B", "SET a = :a, b = :b"),
+        update("C", "SET a = :a, a = :b"),
     ];
     st.ddb
         .transact_write_items()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use stockroom::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use stockroom::feed::RELEASE_METADATA;
-use stockroom_tests::{read, signed, stack, web_sale, Sign, TestStack};
+use stockroom_tests::{read, signed, stack, stocked, web_sale, Sign, TestStack};
 use tokio::time::Instant;
 
 const NOTIFY: Duration = Duration::from_secs(10);
@@ -57,8 +57,7 @@ fn rfc3339(offset: Duration) -> String {
 
 #[tokio::test]
 async fn good_rows_are_applied_and_bad_rows_reported_with_their_lines() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 2).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 2).await;
     let key = "feeds/acme/deliveries/2026-11-22.csv";
     let csv = "SKU,Quantity,Location,Carton\n\
                JKT-BLUE-M,5,,C-1\n\

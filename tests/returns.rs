@@ -7,8 +7,8 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use stockroom::domain::Sku;
 use stockroom_tests::{
-    delivery, read, request, shopify_headers, signed, stack, url_event, web_sale, Sign, TestStack, SECRET,
-    SHOP,
+    delivery, read, request, shopify_headers, signed, stack, stocked, url_event, web_sale, Sign, TestStack,
+    SECRET, SHOP,
 };
 
 fn refund(id: u64, order_id: u64, lines: Value) -> Vec<u8> {
@@ -70,8 +70,7 @@ async fn return_entries(s: &TestStack, sku: &str) -> Vec<stockroom::level::Ledge
 
 #[tokio::test]
 async fn refund_with_restock_delivered_twice_restocks_once() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 4).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 4).await;
     let app = s.return_app();
     // Location 111 is shop-1 in the test rules; no location_id means the default.
     let body = refund(
@@ -113,8 +112,7 @@ async fn refund_with_restock_delivered_twice_restocks_once() {
 
 #[tokio::test]
 async fn no_restock_changes_nothing_but_is_recorded() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 3).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 3).await;
     let app = s.return_app();
     let body = refund(
         9002,
@@ -146,8 +144,7 @@ async fn no_restock_changes_nothing_but_is_recorded() {
 
 #[tokio::test]
 async fn returns_desk_puts_resellable_back_and_counts_damaged_apart() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 0).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 0).await;
     let app = s.return_app();
     let event = json!({"return_id": "RMA-1", "location": "warehouse", "lines": [
         {"sku": "JKT-BLUE-M", "quantity": 1, "condition": "resellable"},
@@ -215,8 +212,7 @@ async fn restocking_a_sku_never_seen_creates_its_level() {
 
 #[tokio::test]
 async fn a_cancel_puts_back_no_more_than_the_sale_took() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 1).await;
     // Shopify sold 3 but the master had 1: the order took 1, 2 were oversold.
     let sold = shopify_sale(&s, 7100, 3).await;
     assert_eq!(sold["status"], "oversold", "{sold}");
@@ -255,8 +251,7 @@ async fn a_cancel_puts_back_no_more_than_the_sale_took() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_cancels_of_one_order_share_what_it_took() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 2).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 2).await;
     assert_eq!(shopify_sale(&s, 7300, 5).await["lines"][0]["taken"], 2);
     let app = Arc::new(s.return_app());
     // Five refunds each cancelling one unit race on the order's counter.
@@ -284,8 +279,7 @@ async fn concurrent_cancels_of_one_order_share_what_it_took() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_returns_and_sales_keep_the_count_exact() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 30).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 30).await;
     s.seed("CAP-GREEN", "warehouse", 5).await;
     let sales = Arc::new(s.sale_app());
     let returns = Arc::new(s.return_app());
@@ -356,8 +350,7 @@ async fn concurrent_returns_and_sales_keep_the_count_exact() {
 
 #[tokio::test]
 async fn bad_signatures_and_malformed_returns_change_nothing() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 2).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 2).await;
     let app = s.return_app();
     let good = refund(9200, 7200, json!([refund_line("JKT-BLUE-M", 1, "return", None)]));
 

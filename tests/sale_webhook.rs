@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use stockroom::signature::sign_generic;
-use stockroom_tests::{delivery, read, shopify_headers, signed, stack, Sign, SECRET};
+use stockroom_tests::{delivery, read, shopify_headers, signed, stack, stocked, Sign, SECRET};
 
 fn generic(order_id: &str, lines: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"channel": "marketplace", "order_id": order_id, "lines": lines})).unwrap()
@@ -23,8 +23,7 @@ async fn post_shopify(app: &sale_webhook::App, body: &[u8], webhook_id: &str, to
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_orders_never_take_more_than_there_is() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 50).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 50).await;
     let app = Arc::new(s.sale_app());
     let fanout = s.start_fanout().await;
 
@@ -130,8 +129,7 @@ async fn concurrent_orders_never_take_more_than_there_is() {
 
 #[tokio::test]
 async fn the_same_order_changes_stock_once_whatever_the_webhook_id() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 5).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 5).await;
     let app = s.sale_app();
     let body = serde_json::to_vec(&json!({
         "id": 5001, "source_name": "web", "location_id": null,
@@ -159,8 +157,7 @@ async fn the_same_order_changes_stock_once_whatever_the_webhook_id() {
 
 #[tokio::test]
 async fn bad_signatures_are_refused_and_change_nothing() {
-    let s = stack().await;
-    s.seed("CAP", "warehouse", 4).await;
+    let s = stocked("CAP", "warehouse", 4).await;
     let app = s.sale_app();
     let body = serde_json::to_vec(&json!({"id": 1, "line_items": [{"sku": "CAP", "quantity": 1}]})).unwrap();
 
@@ -194,8 +191,7 @@ async fn bad_signatures_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn malformed_orders_get_400_with_a_reason_and_change_nothing() {
-    let s = stack().await;
-    s.seed("CAP", "warehouse", 4).await;
+    let s = stocked("CAP", "warehouse", 4).await;
     let app = s.sale_app();
     let cases: Vec<(Vec<u8>, &str)> = vec![
         (b"{\"channel\": \"pos\", ".to_vec(), "JSON"),
@@ -235,8 +231,7 @@ async fn malformed_orders_get_400_with_a_reason_and_change_nothing() {
 
 #[tokio::test]
 async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 1).await;
     s.seed("JKT-BLUE-L", "warehouse", 10).await;
     let fanout = s.start_fanout().await;
     let app = s.sale_app();
@@ -285,8 +280,7 @@ async fn a_short_line_is_floored_at_zero_and_the_rest_is_taken() {
 #[tokio::test]
 async fn a_container_that_saw_a_sell_out_still_sells_what_arrives_later() {
     // One app is one container: it remembers the levels it saw short.
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "warehouse", 1).await;
+    let s = stocked("JKT-BLUE-M", "warehouse", 1).await;
     let app = s.sale_app();
     let order = |id: &str, sku: &str, quantity: u32| generic(id, json!([{"sku": sku, "quantity": quantity}]));
     let taken = |res: &Value| res["lines"][0]["taken"].as_u64();
@@ -344,8 +338,7 @@ async fn orders_larger_than_one_transaction_apply_once() {
 
 #[tokio::test]
 async fn shopify_location_ids_map_to_locations() {
-    let s = stack().await;
-    s.seed("JKT-BLUE-M", "shop-1", 1).await;
+    let s = stocked("JKT-BLUE-M", "shop-1", 1).await;
     s.seed("JKT-BLUE-M", "warehouse", 1).await;
     let app = s.sale_app();
     let body = serde_json::to_vec(&json!({

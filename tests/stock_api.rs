@@ -1,7 +1,7 @@
 //! The stock API against the emulator: reads, audited adjustments, ledger.
 
 use serde_json::{json, Value};
-use stockroom_tests::{read, request, stack, url_event, TestStack};
+use stockroom_tests::{read, request, stocked, url_event, TestStack};
 
 async fn call(
     s: &TestStack,
@@ -33,8 +33,7 @@ async fn adjust(s: &TestStack, body: Value) -> (u16, Value) {
 
 #[tokio::test]
 async fn stock_is_summed_over_locations_and_unknown_skus_are_404() {
-    let s = stack().await;
-    s.seed("JKT BLUE/M", "warehouse", 3).await;
+    let s = stocked("JKT BLUE/M", "warehouse", 3).await;
     s.seed("JKT BLUE/M", "shop-1", 2).await;
     let (status, body) = call(&s, "GET", "/stock/JKT%20BLUE%2FM", &[], None).await;
     assert_eq!(status, 200, "{body}");
@@ -56,8 +55,7 @@ async fn stock_is_summed_over_locations_and_unknown_skus_are_404() {
 
 #[tokio::test]
 async fn adjustments_need_a_reason_and_an_actor() {
-    let s = stack().await;
-    s.seed("CAP", "shop-1", 5).await;
+    let s = stocked("CAP", "shop-1", 5).await;
     for (body, field) in [
         (
             json!({"sku": "CAP", "location": "shop-1", "delta": -1, "actor": "ana"}),
@@ -91,8 +89,7 @@ async fn adjustments_need_a_reason_and_an_actor() {
 
 #[tokio::test]
 async fn compare_and_set_and_below_zero_are_refused_with_the_current_figure() {
-    let s = stack().await;
-    s.seed("CAP", "shop-1", 5).await;
+    let s = stocked("CAP", "shop-1", 5).await;
     let (status, body) = adjust(
         &s,
         json!({"sku": "CAP", "location": "shop-1", "set": 7, "expected": 4,
@@ -134,8 +131,7 @@ async fn compare_and_set_and_below_zero_are_refused_with_the_current_figure() {
 
 #[tokio::test]
 async fn an_idempotency_key_applies_once_and_refuses_a_different_request() {
-    let s = stack().await;
-    s.seed("CAP", "shop-1", 5).await;
+    let s = stocked("CAP", "shop-1", 5).await;
     let key = [("Idempotency-Key", "adj-0001".to_owned())];
     let body = json!({"sku": "CAP", "location": "shop-1", "delta": -2, "reason": "damage", "actor": "ana"});
     let (status, first) = call_with(&s, "POST", "/adjustments", &[], &key, Some(body.clone())).await;
@@ -154,8 +150,7 @@ async fn an_idempotency_key_applies_once_and_refuses_a_different_request() {
 
 #[tokio::test]
 async fn the_ledger_lists_every_change_newest_first_in_pages() {
-    let s = stack().await;
-    s.seed("CAP", "shop-1", 5).await;
+    let s = stocked("CAP", "shop-1", 5).await;
     for (i, (delta, reason)) in [(-1, "damage"), (3, "found"), (-2, "theft")].iter().enumerate() {
         let (status, _) = adjust(
             &s,
@@ -221,8 +216,7 @@ async fn the_ledger_lists_every_change_newest_first_in_pages() {
 
 #[tokio::test]
 async fn concurrent_adjustments_all_land_in_the_ledger() {
-    let s = stack().await;
-    s.seed("CAP", "shop-1", 0).await;
+    let s = stocked("CAP", "shop-1", 0).await;
     let app = std::sync::Arc::new(s.api_app());
     let calls = (0..20).map(|i| {
         let app = app.clone();

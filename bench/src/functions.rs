@@ -331,13 +331,20 @@ pub async fn sections(
     ));
 
     let mut base = Section::new("Baseline: the same sale flow in Python 3.11 + boto3");
+    // Two times (ms), Python ÷ Rust: as measured, then without the emulator's share.
+    let with_and_without_emulator = |python: [f64; 2], rust: [f64; 2]| {
+        format!(
+            "{}; without the emulator's time {}",
+            versus(python[0], rust[0], 1, "ms"),
+            versus(python[1], rust[1], 1, "ms")
+        )
+    };
     let sale = &measured[0];
     base.rows.push(Row::new(
         "cold start (first answer), Python ÷ Rust",
-        format!(
-            "{}; without the emulator's time {}",
-            versus(python.first(), sale.first(), 1, "ms"),
-            versus(python.first_own(), sale.first_own(), 1, "ms")
+        with_and_without_emulator(
+            [python.first(), python.first_own()],
+            [sale.first(), sale.first_own()],
         ),
         "medians, same harness, same events, same emulator",
     ));
@@ -353,11 +360,7 @@ pub async fn sections(
     ));
     base.rows.push(Row::new(
         "warm invocation, Python ÷ Rust",
-        format!(
-            "{}; without the emulator's time {}",
-            versus(python.warm(), sale.warm(), 1, "ms"),
-            versus(python.warm_own(), sale.warm_own(), 1, "ms")
-        ),
+        with_and_without_emulator([python.warm(), python.warm_own()], [sale.warm(), sale.warm_own()]),
         "median wall time of the second invocation",
     ));
     base.notes.push(

@@ -251,33 +251,25 @@ mod tests {
             authenticate(&h, body, &secrets, "source", "returns"),
             Err(SignatureError::MissingShop)
         );
-        let mut g = http::HeaderMap::new();
-        g.insert(
-            STOCKROOM_SIGNATURE_HEADER,
-            sign_generic(b"k", body).parse().unwrap(),
-        );
+        let generic = |secret: &[u8], body: &[u8]| {
+            let mut g = http::HeaderMap::new();
+            g.insert(
+                STOCKROOM_SIGNATURE_HEADER,
+                sign_generic(secret, body).parse().unwrap(),
+            );
+            authenticate(&g, body, &secrets, "source", "returns")
+        };
         assert_eq!(
-            authenticate(&g, body, &secrets, "source", "returns"),
+            generic(b"k", body),
             Ok(Sender::Generic {
                 source: "desk".into()
             })
         );
         // Signed with the default secret but claiming a source with its own secret.
-        g.insert(
-            STOCKROOM_SIGNATURE_HEADER,
-            sign_generic(b"d", body).parse().unwrap(),
-        );
-        assert_eq!(
-            authenticate(&g, body, &secrets, "source", "returns"),
-            Err(SignatureError::Mismatch)
-        );
+        assert_eq!(generic(b"d", body), Err(SignatureError::Mismatch));
         let anon = br#"{"x":1}"#;
-        g.insert(
-            STOCKROOM_SIGNATURE_HEADER,
-            sign_generic(b"d", anon).parse().unwrap(),
-        );
         assert_eq!(
-            authenticate(&g, anon, &secrets, "source", "returns"),
+            generic(b"d", anon),
             Ok(Sender::Generic {
                 source: "returns".into()
             })

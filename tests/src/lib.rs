@@ -145,6 +145,18 @@ pub async fn stack() -> TestStack {
     }
 }
 
+/// A queue message's body as JSON.
+fn json_body(m: &stockroom::aws_sdk_sqs::types::Message) -> Value {
+    serde_json::from_str(m.body().unwrap_or("null")).expect("json message")
+}
+
+/// A fresh stack with one level set (through the stock API's store).
+pub async fn stocked(sku: &str, location: &str, available: i64) -> TestStack {
+    let s = stack().await;
+    s.seed(sku, location, available).await;
+    s
+}
+
 impl TestStack {
     pub fn table(&self) -> &str {
         &self.stack.tables["StockTable"]
@@ -253,17 +265,9 @@ impl TestStack {
         let deadline = Instant::now() + wait;
         let mut out = Vec::new();
         loop {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(queue)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .expect("receive");
-            for m in got.messages() {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
+            let got = self.receive(queue).await;
+            for m in &got {
+                out.push(json_body(m));
                 self.sqs
                     .delete_message()
                     .queue_url(queue)
@@ -275,10 +279,24 @@ impl TestStack {
             if (expected > 0 && out.len() >= expected) || Instant::now() >= deadline {
                 return out;
             }
-            if got.messages().is_empty() {
+            if got.is_empty() {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+
+    /// Up to ten messages a queue has now (short poll).
+    pub async fn receive(&self, queue: &str) -> Vec<stockroom::aws_sdk_sqs::types::Message> {
+        self.sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
     }
 
     /// The S3 client the tests use (path-style, as the emulator needs).
@@ -447,22 +465,11 @@ impl TestStack {
     pub async fn drain(&self, queue_url: &str) -> Vec<Value> {
         let mut out = Vec::new();
         loop {
-            let got = self
-                .sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .expect("receive");
-            let msgs = got.messages();
-            if msgs.is_empty() {
+            let got = self.receive(queue_url).await;
+            if got.is_empty() {
                 return out;
             }
-            for m in msgs {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("json message"));
-            }
+            out.extend(got.iter().map(json_body));
         }
     }
 }

@@ -367,6 +367,25 @@ mod tests {
         }
     }
 
+    /// A CSV reader over any stream, as the import opens one.
+    async fn csv<R: tokio::io::AsyncRead + Unpin>(
+        stream: R,
+        kind: FeedKind,
+    ) -> FeedReader<tokio::io::BufReader<R>> {
+        FeedReader::open(tokio::io::BufReader::new(stream), FeedFormat::Csv, options(kind))
+            .await
+            .unwrap()
+    }
+
+    /// What a deliveries CSV's rows become, summed up.
+    async fn delivered(bytes: &[u8]) -> Vec<String> {
+        summary(
+            &read_all(bytes, FeedFormat::Csv, FeedKind::Deliveries)
+                .await
+                .unwrap(),
+        )
+    }
+
     async fn read_all(bytes: &[u8], format: FeedFormat, kind: FeedKind) -> Result<Vec<FeedItem>, FeedError> {
         let mut r = FeedReader::open(tokio::io::BufReader::new(bytes), format, options(kind)).await?;
         let mut out = Vec::new();
@@ -459,11 +478,8 @@ mod tests {
     async fn invalid_utf8_is_rejected_alone() {
         let mut csv = b"sku,quantity\nA,1\n".to_vec();
         csv.extend_from_slice(b"B\xFF\xFE,2\nC,3\n");
-        let items = read_all(&csv, FeedFormat::Csv, FeedKind::Deliveries)
-            .await
-            .unwrap();
         assert_eq!(
-            summary(&items),
+            delivered(&csv).await,
             [
                 "2 ok A@warehouse=1",
                 "3 rejected: not valid UTF-8",
@@ -537,25 +553,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_off_last_row_looks_truncated() {
-        let mut r = FeedReader::open(
-            tokio::io::BufReader::new(&b"sku,quantity\nA,1\nB,"[..]),
-            FeedFormat::Csv,
-            options(FeedKind::Stock),
-        )
-        .await
-        .unwrap();
-        while r.next_item().await.unwrap().is_some() {}
-        assert!(r.looks_truncated());
-        assert_eq!(r.rows(), 2);
-        let mut r = FeedReader::open(
-            tokio::io::BufReader::new(&b"sku,quantity\nA,1\nB,2"[..]),
-            FeedFormat::Csv,
-            options(FeedKind::Stock),
-        )
-        .await
-        .unwrap();
-        while r.next_item().await.unwrap().is_some() {}
-        assert!(!r.looks_truncated());
+        let read = |bytes: &'static [u8]| async move {
+            let mut r = csv(bytes, FeedKind::Stock).await;
+            while r.next_item().await.unwrap().is_some() {}
+            (r.looks_truncated(), r.rows())
+        };
+        assert_eq!(read(b"sku,quantity\nA,1\nB,").await, (true, 2));
+        assert!(!read(b"sku,quantity\nA,1\nB,2").await.0);
     }
 
     #[tokio::test]
@@ -563,11 +567,8 @@ mod tests {
         let mut csv = b"sku,quantity\n".to_vec();
         csv.extend(std::iter::repeat_n(b'x', MAX_ROW_BYTES + 10));
         csv.extend_from_slice(b",1\nB,2\n");
-        let items = read_all(&csv, FeedFormat::Csv, FeedKind::Deliveries)
-            .await
-            .unwrap();
         assert_eq!(
-            summary(&items),
+            delivered(&csv).await,
             [
                 format!("2 rejected: row longer than {MAX_ROW_BYTES} bytes"),
                 "3 ok B@warehouse=2".into()
@@ -587,13 +588,7 @@ mod tests {
                     .unwrap();
             }
         });
-        let mut r = FeedReader::open(
-            tokio::io::BufReader::new(rx),
-            FeedFormat::Csv,
-            options(FeedKind::Deliveries),
-        )
-        .await
-        .unwrap();
+        let mut r = csv(rx, FeedKind::Deliveries).await;
         let mut rows = 0u32;
         let mut last_line = 0;
         while let Some(item) = r.next_item().await.unwrap() {
