@@ -225,18 +225,15 @@ fn sku_hash(sku: &str) -> String {
     hex::encode(Sha256::digest(sku.as_bytes()))
 }
 
+/// What a message group id cannot hold as it is: anything but ASCII letters,
+/// digits and punctuation, and `%` itself (it starts an escape).
+const GROUP_ID_ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+
 /// The FIFO message group: the SKU, so one SKU's updates stay in order.
 /// Characters SQS does not allow in a group id (spaces, non-ASCII) are
 /// percent-encoded; a SKU too long for that is hashed.
 pub fn message_group_id(sku: &str) -> String {
-    let mut out = String::with_capacity(sku.len());
-    for b in sku.bytes() {
-        if b.is_ascii_alphanumeric() || (b.is_ascii_punctuation() && b != b'%') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
+    let out = percent_encoding::utf8_percent_encode(sku, GROUP_ID_ESCAPED).to_string();
     if out.len() <= 128 {
         out
     } else {

@@ -5,7 +5,7 @@
 //! - [`sale`]: an order, what each line expects to find and what it took.
 //! - [`returns`]: a processed return and what it puts back.
 //! - [`adjustment`]: manual, audited adjustments.
-//! - [`feed`]: supplier feed keys, rows and the streaming CSV / JSON Lines reader.
+//! - [`feed`]: supplier feeds: keys, rows, the streaming reader, chunks, the hold policy, the import.
 //! - [`channels`]: channel configuration, figures and the channel message.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
 //! - [`wire`]: what arrives from outside (webhooks, adjustment requests, the

@@ -48,10 +48,7 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
 
 fn store_error(e: StoreError) -> Response<String> {
     tracing::error!(error = %e, "store failed");
-    match e {
-        StoreError::Contention(_) => api::error(StatusCode::SERVICE_UNAVAILABLE, "busy", e),
-        _ => api::error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
-    }
+    api::store_failure(e)
 }
 
 fn bad_request(e: impl std::fmt::Display) -> Response<String> {

@@ -95,18 +95,8 @@ pub struct FeedKey {
 /// space, `%XX` an escaped byte. A `%` not followed by two hex digits is an
 /// error rather than kept as it is: S3 escapes every `%` it sends.
 pub fn decode_s3_key(raw: &str) -> Result<String, FeedError> {
-    let bad_escape = raw.match_indices('%').any(|(i, _)| {
-        raw.as_bytes()
-            .get(i + 1..i + 3)
-            .is_none_or(|h| !h.iter().all(u8::is_ascii_hexdigit))
-    });
-    if bad_escape {
-        return Err(FeedError::Key(format!("bad escape in {raw:?}")));
-    }
-    percent_encoding::percent_decode_str(&raw.replace('+', " "))
-        .decode_utf8()
-        .map(|key| key.into_owned())
-        .map_err(|_| FeedError::Key(format!("{raw:?} is not UTF-8 once decoded")))
+    crate::api::percent_decode(&raw.replace('+', " "))
+        .ok_or_else(|| FeedError::Key(format!("{raw:?} has a bad escape or is not UTF-8 once decoded")))
 }
 
 impl FeedKey {
