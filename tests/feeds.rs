@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
+use serde_json::json;
 use serde_json::Value;
 use stockroom::aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use stockroom::feed::RELEASE_METADATA;
-use stockroom_tests::{read, signed, stack, stocked, web_sale, Sign, TestStack};
+use stockroom_tests::{read, request, signed, stack, stocked, url_event, web_sale, Sign, TestStack};
 use tokio::time::Instant;
 
 const NOTIFY: Duration = Duration::from_secs(10);
@@ -50,6 +50,29 @@ async fn sell(s: &TestStack, order: &str, sku: &str, location: &str, quantity: i
     );
 }
 
+/// Waits for the alert of `kind` about `feed` (alerts leave through the
+/// table's stream, so the fan-out must be running).
+async fn alert(s: &TestStack, kind: &str, feed: &str) -> Value {
+    let deadline = Instant::now() + NOTIFY;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        for a in s.alerts(1, Duration::from_millis(500)).await {
+            if a["kind"] == kind && a["feed"] == feed {
+                return a;
+            }
+            seen.push(a);
+        }
+    }
+    panic!("no {kind} alert for {feed}; saw {seen:?}");
+}
+
+/// Ops call the stock API to release a held file.
+async fn release(s: &TestStack, body: Value) -> (u16, Value) {
+    let body = serde_json::to_vec(&body).unwrap();
+    let req = request(url_event("POST", "/feeds/release", &[], &[], &body));
+    read(stock_api::handle(&s.api_app(), req).await)
+}
+
 fn rfc3339(offset: Duration) -> String {
     let t = time::OffsetDateTime::now_utc() - offset;
     t.format(&time::format_description::well_known::Rfc3339).unwrap()
@@ -58,6 +81,7 @@ fn rfc3339(offset: Duration) -> String {
 #[tokio::test]
 async fn good_rows_are_applied_and_bad_rows_reported_with_their_lines() {
     let s = stocked("JKT-BLUE-M", "warehouse", 2).await;
+    let _fanout = s.start_fanout().await;
     let key = "feeds/acme/deliveries/2026-11-22.csv";
     let csv = "SKU,Quantity,Location,Carton\n\
                JKT-BLUE-M,5,,C-1\n\
@@ -82,8 +106,9 @@ async fn good_rows_are_applied_and_bad_rows_reported_with_their_lines() {
         ),
         (Some(6), Some(3), Some(3))
     );
-    assert_eq!(rep["rejects"], format!("rejects/{key}.csv"));
-    let rejects = s.read_object(&format!("rejects/{key}.csv")).await.unwrap();
+    // Beside the feed, under its own name: rejects/feeds/acme/deliveries/2026-11-22.csv.
+    assert_eq!(rep["rejects"], format!("rejects/{key}"));
+    let rejects = s.read_object(&format!("rejects/{key}")).await.unwrap();
     let lines: Vec<&str> = rejects.lines().collect();
     assert_eq!(lines[0], "line,reason,raw");
     assert!(lines[1].starts_with("3,quantity 0 is out of range"), "{rejects}");
@@ -112,13 +137,7 @@ async fn good_rows_are_applied_and_bad_rows_reported_with_their_lines() {
     assert!(refs.iter().any(|r| r.ends_with("#line=2")) && refs.iter().any(|r| r.ends_with("#line=7")));
 
     // Ops hear about the rejects.
-    let alerts = s.drain(s.alert_queue()).await;
-    assert!(
-        alerts
-            .iter()
-            .any(|a| a["kind"] == "feed_rejects" && a["rejected"] == 3),
-        "{alerts:?}"
-    );
+    assert_eq!(alert(&s, "feed_rejects", key).await["rejected"], 3);
 }
 
 #[tokio::test]
@@ -199,15 +218,15 @@ async fn counts_keep_sales_made_after_them_and_older_counts_are_stale() {
 }
 
 #[tokio::test]
-async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
+async fn empty_or_mass_zeroing_stock_files_are_held_until_ops_release_them() {
     let s = stack().await;
+    let _fanout = s.start_fanout().await;
     let mut csv = String::from("sku,quantity\n");
     for i in 0..10 {
         csv.push_str(&format!("SKU-{i},5\n"));
     }
     drop_feed(&s, "feeds/acme/stock/monday.csv", csv.as_bytes()).await;
     assert_eq!(s.available("SKU-3", "acme").await, Some(5));
-    s.drain(s.alert_queue()).await;
 
     // Empty: held.
     drop_feed(&s, "feeds/acme/stock/empty.csv", b"sku,quantity\n").await;
@@ -215,7 +234,7 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
     assert_eq!(rep["status"], "held");
     assert!(rep["reason"].as_str().unwrap().contains("no valid rows"));
 
-    // Zeroing 6 of 10 SKUs: held, nothing changed, ops alerted with the release step.
+    // Zeroing 6 of 10 SKUs: held, nothing changed, ops alerted with the request that releases it.
     let mut zeros = String::from("sku,quantity\n");
     for i in 0..10 {
         zeros.push_str(&format!("SKU-{i},{}\n", if i < 6 { 0 } else { 4 }));
@@ -228,33 +247,85 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_released() {
         rep["reason"].as_str().unwrap().contains("6 of the 10 SKUs"),
         "{rep}"
     );
+    let etag = rep["etag"].as_str().unwrap().to_owned();
+    let request = json!({"method": "POST", "path": "/feeds/release", "body": {"feed": key, "etag": etag}});
+    assert_eq!(rep["release"], request);
+    assert_eq!(alert(&s, "feed_held", key).await["release"], request);
     assert_eq!(s.available("SKU-0", "acme").await, Some(5));
     assert_eq!(s.available("SKU-9", "acme").await, Some(5));
-    let alerts = s.drain(s.alert_queue()).await;
-    assert!(
-        alerts
-            .iter()
-            .any(|a| a["kind"] == "feed_held" && a["feed"] == key),
-        "{alerts:?}"
-    );
 
-    // Released: copied onto itself with the release metadata naming its ETag.
-    let etag = rep["etag"].as_str().unwrap();
-    s.s3()
-        .copy_object()
-        .bucket(s.feed_bucket())
-        .key(key)
-        .copy_source(format!("{}/{key}", s.feed_bucket()))
-        .metadata(RELEASE_METADATA, etag)
-        .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
-        .send()
+    // Nothing the supplier sets on its upload releases it: the object's
+    // metadata naming its ETag, or saying yes, is only metadata.
+    for value in [etag.as_str(), "yes"] {
+        s.s3()
+            .copy_object()
+            .bucket(s.feed_bucket())
+            .key(key)
+            .copy_source(format!("{}/{key}", s.feed_bucket()))
+            .metadata("stockroom-release", value)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .send()
+            .await
+            .unwrap();
+        let msg = s.next_feed_message(NOTIFY).await.expect("notified of the copy");
+        supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
+        assert_eq!(report(&s, key).await["status"], "held");
+        assert_eq!(s.available("SKU-0", "acme").await, Some(5));
+    }
+
+    // While it is held, a SKU it counts is sold: the sale was made after
+    // the count was taken, so it must survive the release.
+    sell(&s, "held-1", "SKU-9", "acme", 1).await;
+    assert_eq!(s.available("SKU-9", "acme").await, Some(4));
+
+    // Ops release it, with who and why; asking is refused without a reason,
+    // for an unknown file, and for one already imported.
+    let ask = |reason: &str| json!({"feed": key, "etag": etag, "actor": "maria@ops", "reason": reason});
+    assert_eq!(
+        release(&s, json!({"feed": key, "etag": etag, "actor": "maria@ops"}))
+            .await
+            .0,
+        400
+    );
+    let unknown = json!({"feed": key, "etag": "not-its-etag", "actor": "maria@ops", "reason": "x"});
+    assert_eq!(release(&s, unknown).await.0, 404);
+    let (status, released) = release(&s, ask("checked with acme: six lines discontinued")).await;
+    assert_eq!(status, 202, "{released}");
+    assert_eq!(released["state"]["status"], "released");
+    let msg = s
+        .next_feed_message(NOTIFY)
+        .await
+        .expect("the release queued the import");
+    supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
+    let rep = report(&s, key).await;
+    assert_eq!(rep["status"], "applied", "{rep}");
+    assert_eq!(rep["released"]["actor"], "maria@ops");
+    assert_eq!(
+        rep["released"]["reason"],
+        "checked with acme: six lines discontinued"
+    );
+    assert_eq!(s.available("SKU-0", "acme").await, Some(0));
+    // Counted 4 as of the upload; the sale made after it stays applied.
+    assert_eq!(s.available("SKU-9", "acme").await, Some(3));
+    let ledger = s
+        .store()
+        .ledger(&stockroom::domain::Sku::parse("SKU-0").unwrap(), 10, None)
         .await
         .unwrap();
-    let msg = s.next_feed_message(NOTIFY).await.expect("notified of the copy");
-    supplier_feed::handle(&s.feed_app(), event(vec![msg]), far()).await;
-    assert_eq!(report(&s, key).await["status"], "applied");
-    assert_eq!(s.available("SKU-0", "acme").await, Some(0));
-    assert_eq!(s.available("SKU-9", "acme").await, Some(4));
+    let count = ledger
+        .entries
+        .iter()
+        .find(|e| e.reason == "supplier_count" && e.after == Some(0))
+        .unwrap();
+    assert!(
+        count
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("released by maria@ops: checked with acme"),
+        "{count:?}"
+    );
+    assert_eq!(release(&s, ask("again")).await.0, 409);
 }
 
 #[tokio::test]
@@ -295,6 +366,80 @@ async fn a_zero_missing_supplier_has_left_out_skus_set_to_zero() {
     let rep = report(&s, "feeds/globex/stock/four.csv").await;
     assert_eq!(rep["status"], "held", "{rep}");
     assert_eq!(s.available("SKU-5", "globex").await, Some(6));
+}
+
+#[tokio::test]
+async fn a_stray_quote_in_a_description_costs_no_following_rows() {
+    let s = stack().await;
+    let key = "feeds/acme/deliveries/quotes.csv";
+    let csv = "sku,quantity,description\n\
+               JKT-BLUE-S,1,5\" BLUE jacket\n\
+               JKT-BLUE-M,2,plain\n\
+               JKT-BLUE-L,3,\"quoted, with a comma\"\n\
+               CAP-GREEN,4,the 12\" one\n\
+               HAT-GREY,5,\n\
+               SCARF,6,last\n";
+    drop_feed(&s, key, csv.as_bytes()).await;
+    let rep = report(&s, key).await;
+    assert_eq!(
+        (rep["applied"].as_u64(), rep["rejected"].as_u64()),
+        (Some(6), Some(0)),
+        "{rep}"
+    );
+    assert_eq!(s.available("SCARF", "warehouse").await, Some(6));
+    // A quoted field never closed is refused on the line it opened; the rest stand.
+    let key = "feeds/acme/deliveries/unclosed.csv";
+    drop_feed(
+        &s,
+        key,
+        b"sku,quantity,description\nA-1,1,\"never closed\nA-2,2,\nA-3,3,\n",
+    )
+    .await;
+    let rep = report(&s, key).await;
+    assert_eq!(
+        (rep["applied"].as_u64(), rep["rejected"].as_u64()),
+        (Some(2), Some(1)),
+        "{rep}"
+    );
+    let rejects = s.read_object(&format!("rejects/{key}")).await.unwrap();
+    assert!(
+        rejects.contains("2,a quoted field opened on line 2 is never closed"),
+        "{rejects}"
+    );
+}
+
+#[tokio::test]
+async fn a_feed_alert_survives_a_failed_send() {
+    let s = stack().await;
+    let _fanout = s.start_fanout().await;
+    // Sends to the alert queue fail until ops see the first failure.
+    let admin = stockroom_local::faults::Emulator::new(&stockroom_tests::emulator().endpoint);
+    let alert_queue = s.alert_queue().rsplit('/').next().unwrap().to_owned();
+    let faults = stockroom_local::faults::FaultConfig {
+        scope: alert_queue.clone(),
+        sqs_send_failure: 1.0,
+        ..Default::default()
+    };
+    admin.set_faults(&faults).await.unwrap();
+    let key = "feeds/acme/deliveries/lost-alert.csv";
+    drop_feed(&s, key, b"item,count\nJKT,1\n").await;
+    assert_eq!(report(&s, key).await["status"], "unreadable");
+    let deadline = Instant::now() + NOTIFY;
+    while admin
+        .injected(&alert_queue)
+        .await
+        .unwrap()
+        .get("sqs_send_failure")
+        .copied()
+        .unwrap_or(0)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the alert was never sent");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    admin.clear_faults(&alert_queue).await.unwrap();
+    // The alert was recorded with the state: the stream retries it until it is sent.
+    assert_eq!(alert(&s, "feed_unreadable", key).await["feed"], key);
 }
 
 #[tokio::test]

@@ -165,6 +165,7 @@ pub async fn raw_import_writes(s: &TestStack, rows: u64) -> Result<f64, BenchErr
         key: format!("feeds/acme/deliveries/raw-{rows}.csv"),
         version: "bench".into(),
         supplier: "acme".into(),
+        note: None,
     };
     let location = Location::parse("warehouse").map_err(|e| BenchError::Runtime(e.to_string()))?;
     let chunk = ROWS_PER_FEED_CHUNK as u64;

@@ -51,6 +51,15 @@ impl OversellAlert {
 #[error("could not send the oversell alert: {0}")]
 pub struct AlertError(pub String);
 
+/// What raising a batch's alerts did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Raised {
+    pub oversells: usize,
+    pub feeds: usize,
+    /// The sequence numbers of the records whose alert could not be sent.
+    pub failed: Vec<String>,
+}
+
 /// Sends alerts to the alert queue; without one configured they are only logged.
 #[derive(Debug, Clone)]
 pub struct Alerts {
@@ -85,6 +94,32 @@ impl Alerts {
             tracing::error!(order = %alert.order, error = %msg, "could not publish the oversell alert");
             AlertError(msg)
         })
+    }
+
+    /// Raises every alert a stream batch carries, each with its record's
+    /// sequence number: what was sent, and the records whose alert failed
+    /// (to be reported as batch item failures, so Lambda retries them).
+    pub async fn raise(
+        &self,
+        oversells: Vec<(String, OversellAlert)>,
+        feeds: Vec<(String, serde_json::Value)>,
+    ) -> Raised {
+        let oversells = futures::future::join_all(
+            (oversells.iter()).map(|(sequence, a)| async move { (sequence, self.oversell(a).await.is_ok()) }),
+        );
+        let feeds = futures::future::join_all(
+            (feeds.iter()).map(|(sequence, a)| async move { (sequence, self.send(a).await.is_ok()) }),
+        );
+        let (oversells, feeds) = futures::join!(oversells, feeds);
+        let sent = |results: &[(&String, bool)]| results.iter().filter(|(_, ok)| *ok).count();
+        Raised {
+            oversells: sent(&oversells),
+            feeds: sent(&feeds),
+            failed: (oversells.iter().chain(&feeds))
+                .filter(|(_, ok)| !ok)
+                .map(|(sequence, _)| (*sequence).clone())
+                .collect(),
+        }
     }
 
     /// Sends one message body to the alert queue, if one is configured.

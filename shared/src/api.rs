@@ -57,6 +57,20 @@ pub fn store_failure(e: StoreError) -> Response<String> {
     }
 }
 
+/// The caller's IAM identity, when a function URL is IAM-authenticated.
+pub fn caller_identity(req: &lambda_http::Request) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    use lambda_http::RequestExt;
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(ctx) => {
+            let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
+            iam.user_arn.clone().or_else(|| iam.caller_id.clone())
+        }
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
 /// The header's value as text, if present and readable.
 pub fn header<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())

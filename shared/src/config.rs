@@ -16,7 +16,8 @@ pub enum ConfigError {
     Secret { arn: String, message: String },
 }
 
-fn var(name: &'static str) -> Option<String> {
+/// A setting from the environment; unset or blank is `None`.
+pub fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 

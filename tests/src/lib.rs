@@ -404,7 +404,14 @@ impl TestStack {
     }
 
     pub fn api_app(&self) -> stock_api::App {
-        stock_api::App { store: self.store() }
+        stock_api::App {
+            store: self.store(),
+            feeds: Some(stockroom::feed::release::FeedQueue {
+                bucket: self.feed_bucket().to_owned(),
+                queue_url: self.feed_queue().to_owned(),
+                sqs: self.sqs.clone(),
+            }),
+        }
     }
 
     /// Sets a level to an absolute figure through the stock API's store.

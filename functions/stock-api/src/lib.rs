@@ -1,16 +1,18 @@
-//! `stock-api`: read stock and its ledger, make audited adjustments (the
-//! routes: [`Route`]; the adjustment request: [`stockroom::wire::adjustment`]).
+//! `stock-api`: read stock and its ledger, make audited adjustments, release
+//! held supplier files (the routes: [`Route`]; the adjustment request:
+//! [`stockroom::wire::adjustment`]; a release: [`stockroom::feed::release`]).
 
+pub mod release;
 pub mod route;
 
 use lambda_http::http::{HeaderValue, StatusCode};
-use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use stockroom::adjustment::{AdjustError, AdjustResult};
 use stockroom::api::{self, header, MAX_BODY_BYTES};
 use stockroom::config::{self, Config, ConfigError};
 use stockroom::domain::Sku;
+use stockroom::feed::release::FeedQueue;
 use stockroom::store::{StockStore, StoreError};
 use stockroom::wire::adjustment::parse_adjustment;
 
@@ -19,6 +21,8 @@ pub use route::{LedgerPage, Route};
 /// Everything the handler needs, built once per container.
 pub struct App {
     pub store: StockStore,
+    /// Where released feeds are queued (`FEED_BUCKET`, `FEED_QUEUE_URL`).
+    pub feeds: Option<FeedQueue>,
 }
 
 impl App {
@@ -27,6 +31,7 @@ impl App {
         let sdk = config::aws().await;
         Ok(Self {
             store: StockStore::from_config(&sdk, &cfg),
+            feeds: FeedQueue::from_env(&sdk),
         })
     }
 }
@@ -41,17 +46,18 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Ok(Route::Stock(sku)) => get_stock(app, &sku).await,
         Ok(Route::Ledger(sku)) => get_ledger(app, &sku, &req).await,
         Ok(Route::Adjust) => post_adjustment(app, &req).await,
+        Ok(Route::ReleaseFeed) => release::post(app, &req).await,
         Err(no_route) => no_route.respond(),
     };
     response.map(Body::from)
 }
 
-fn store_error(e: StoreError) -> Response<String> {
+pub(crate) fn store_error(e: StoreError) -> Response<String> {
     tracing::error!(error = %e, "store failed");
     api::store_failure(e)
 }
 
-fn bad_request(e: impl std::fmt::Display) -> Response<String> {
+pub(crate) fn bad_request(e: impl std::fmt::Display) -> Response<String> {
     api::error(StatusCode::BAD_REQUEST, "bad_request", e)
 }
 
@@ -86,18 +92,6 @@ async fn get_ledger(app: &App, sku: &Sku, req: &Request) -> Response<String> {
     }
 }
 
-/// The caller's IAM identity, when the URL is IAM-authenticated.
-fn caller_identity(req: &Request) -> Option<String> {
-    match req.request_context_ref()? {
-        RequestContext::ApiGatewayV2(ctx) => {
-            let iam = ctx.authorizer.as_ref()?.iam.as_ref()?;
-            iam.user_arn.clone().or_else(|| iam.caller_id.clone())
-        }
-        #[allow(unreachable_patterns)]
-        _ => None,
-    }
-}
-
 async fn post_adjustment(app: &App, req: &Request) -> Response<String> {
     let body: &[u8] = req.body();
     if body.len() > MAX_BODY_BYTES {
@@ -107,7 +101,7 @@ async fn post_adjustment(app: &App, req: &Request) -> Response<String> {
             "body too large",
         );
     }
-    let identity = caller_identity(req);
+    let identity = api::caller_identity(req);
     let key = header(req.headers(), "idempotency-key");
     let adj = match parse_adjustment(body, identity.as_deref(), key) {
         Ok(a) => a,

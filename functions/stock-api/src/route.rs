@@ -20,6 +20,8 @@ pub enum Route {
     Ledger(Sku),
     /// `POST /adjustments`.
     Adjust,
+    /// `POST /feeds/release`: ops release a held supplier file.
+    ReleaseFeed,
 }
 
 /// Why a request has no route.
@@ -73,7 +75,10 @@ impl Route {
             (&Method::GET, ["stock", sku]) => parse_sku(sku).map(Route::Stock),
             (&Method::GET, ["stock", sku, "ledger"]) => parse_sku(sku).map(Route::Ledger),
             (&Method::POST, ["adjustments"]) => Ok(Route::Adjust),
-            (_, ["stock", _] | ["stock", _, "ledger"] | ["adjustments"]) => Err(NoRoute::MethodNotAllowed),
+            (&Method::POST, ["feeds", "release"]) => Ok(Route::ReleaseFeed),
+            (_, ["stock", _] | ["stock", _, "ledger"] | ["adjustments"] | ["feeds", "release"]) => {
+                Err(NoRoute::MethodNotAllowed)
+            }
             _ => Err(NoRoute::NotFound(path.to_owned())),
         }
     }

@@ -88,24 +88,14 @@ pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
         tracing::error!(error = %e, event_id = %e.event_id, "poison stream record");
         failures.push(e.sequence.clone());
     }
-    let alerting = (batch.oversells.into_iter())
-        .map(|(sequence, alert)| async move { (sequence, app.alerts.oversell(&alert).await) });
     let publishing = futures::stream::iter(batch.skus)
         .map(|g| async move { (publish_sku(app, &g.sku, &g.touched).await, g) })
         .buffer_unordered(CONCURRENCY)
         .collect::<Vec<_>>();
-    let (alerted, published) = futures::join!(futures::future::join_all(alerting), publishing);
-    let mut alerts = 0usize;
-    for (sequence, r) in alerted {
-        match r {
-            Ok(()) => alerts += 1,
-            Err(e) => {
-                // Retried by Lambda; a retry may alert twice, never not at all.
-                tracing::error!(error = %e, "oversell alert failed; the record will be retried");
-                failures.push(sequence);
-            }
-        }
-    }
+    let (raised, published) =
+        futures::join!(app.alerts.raise(batch.oversells, batch.feed_alerts), publishing);
+    // Retried by Lambda; a retry may alert twice, never not at all.
+    failures.extend(raised.failed);
     let mut sent = 0usize;
     for (r, g) in published {
         match r {
@@ -119,13 +109,24 @@ pub async fn handle(app: &App, event: Event) -> DynamoDbEventResponse {
     }
     let (records, poison, failed) = (event.records.len(), batch.poison.len(), failures.len());
     let lag_ms = stream::lag_ms(&event.records, OffsetDateTime::now_utc());
-    tracing::info!(records, sent, alerts, poison, failed, lag_ms, "fan-out batch");
+    let (alerts, feed_alerts) = (raised.oversells, raised.feeds);
+    tracing::info!(
+        records,
+        sent,
+        alerts,
+        feed_alerts,
+        poison,
+        failed,
+        lag_ms,
+        "fan-out batch"
+    );
     stockroom::alerts::metric_units(
         stockroom::METRIC_NAMESPACE,
         "stock-fanout",
         &[
             ("ChannelMessages", sent as f64, "Count"),
             ("OversellAlerts", alerts as f64, "Count"),
+            ("FeedAlerts", feed_alerts as f64, "Count"),
             ("PoisonRecords", poison as f64, "Count"),
             ("FanoutLag", lag_ms, "Milliseconds"),
         ],

@@ -125,17 +125,21 @@ impl<'a> FeedChunk<'a> {
     /// and one ledger entry per row.
     fn adds(&mut self, at: &str) -> Vec<Write> {
         let actor = self.src.actor();
-        let mut totals: Vec<((&Sku, &Location), i64)> = Vec::new();
+        // Per level: the units its rows add, and its last row (the cause the
+        // level, and so its channels, are told of).
+        let mut totals: Vec<((&Sku, &Location), i64, u64)> = Vec::new();
         for r in self.rows {
-            match totals.iter_mut().find(|(k, _)| *k == (&r.sku, &r.location)) {
-                Some((_, t)) => *t += i64::from(r.quantity),
-                None => totals.push(((&r.sku, &r.location), i64::from(r.quantity))),
+            match totals.iter_mut().find(|(k, _, _)| *k == (&r.sku, &r.location)) {
+                Some((_, t, line)) => {
+                    *t += i64::from(r.quantity);
+                    *line = r.line;
+                }
+                None => totals.push(((&r.sku, &r.location), i64::from(r.quantity), r.line)),
             }
         }
-        let stamp_reference = self.src.reference(self.rows.first().map_or(0, |r| r.line));
         let mut writes: Vec<Write> = totals
             .into_iter()
-            .map(|((sku, location), total)| {
+            .map(|((sku, location), total, line)| {
                 Write::Level(LevelWrite {
                     sku: sku.clone(),
                     location: location.clone(),
@@ -145,21 +149,24 @@ impl<'a> FeedChunk<'a> {
                         damaged: 0,
                     },
                     reason: ReasonCode::SupplierDelivery,
-                    reference: stamp_reference.clone(),
+                    reference: self.src.reference(line),
                 })
             })
             .collect();
-        writes.extend(self.rows.iter().map(|r| Write::Ledger {
-            entry: LedgerEntry::new(
-                at,
-                &r.sku,
-                &r.location,
-                i64::from(r.quantity),
-                ReasonCode::SupplierDelivery,
-                &self.src.reference(r.line),
-                &actor,
-            ),
-            seq: r.line.to_string(),
+        writes.extend(self.rows.iter().map(|r| {
+            Write::Ledger {
+                entry: LedgerEntry::new(
+                    at,
+                    &r.sku,
+                    &r.location,
+                    i64::from(r.quantity),
+                    ReasonCode::SupplierDelivery,
+                    &self.src.reference(r.line),
+                    &actor,
+                )
+                .note(self.src.note.clone()),
+                seq: r.line.to_string(),
+            }
         }));
         self.summary.applied = self.rows.len() as u64;
         writes
@@ -223,10 +230,19 @@ impl<'a> FeedChunk<'a> {
                             &actor,
                         )
                         .before_after(before, after)
-                        .note(Some(format!(
-                            "counted {} as of {}; {moved:+} moved since",
-                            r.quantity, r.as_of
-                        ))),
+                        .note(Some(
+                            [
+                                Some(format!(
+                                    "counted {} as of {}; {moved:+} moved since",
+                                    r.quantity, r.as_of
+                                )),
+                                self.src.note.clone(),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join("; "),
+                        )),
                         seq: r.line.to_string(),
                     });
                     self.summary.applied += 1;
@@ -314,6 +330,7 @@ mod tests {
             key: "feeds/acme/stock/a b.csv".into(),
             version: "e1".into(),
             supplier: "acme".into(),
+            note: None,
         }
     }
 
@@ -434,6 +451,16 @@ mod tests {
             })
             .collect();
         assert_eq!(adds, [7, 1]);
+        // Each level is stamped with its own last row: the cause its channels hear.
+        let stamped: Vec<&str> = a
+            .writes
+            .iter()
+            .filter_map(|w| match w {
+                Write::Level(l) => Some(l.reference.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert!(stamped[0].ends_with("#line=3") && stamped[1].ends_with("#line=4"), "{stamped:?}");
         let references: Vec<&str> = a
             .writes
             .iter()

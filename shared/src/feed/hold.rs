@@ -1,6 +1,5 @@
 //! Holds: a stock file that looks empty, truncated or destructive is not
-//! applied until someone releases it by copying the object onto itself with
-//! [`RELEASE_METADATA`] naming its ETag.
+//! applied until ops release it (`POST /feeds/release`, see [`super::release`]).
 
 use std::fmt;
 
@@ -8,22 +7,6 @@ use tokio::io::AsyncBufRead;
 
 use super::{FeedError, FeedItem, FeedReader, FeedRow, LocationStats};
 use crate::domain::Location;
-
-/// Object metadata that releases a held stock file: its value is the ETag.
-pub const RELEASE_METADATA: &str = "stockroom-release";
-
-/// Whether the object's [`RELEASE_METADATA`] value releases it: it names
-/// the object's ETag (quoted or not), or says `yes`.
-pub fn is_released(metadata: Option<&str>, etag: &str) -> bool {
-    metadata.is_some_and(|v| v.trim_matches('"') == etag || v == "yes")
-}
-
-/// The command that releases a held file.
-pub fn release_command(bucket: &str, key: &str, etag: &str) -> String {
-    format!(
-        "aws s3 cp 's3://{bucket}/{key}' 's3://{bucket}/{key}' --metadata {RELEASE_METADATA}={etag} --metadata-directive REPLACE"
-    )
-}
 
 /// What a stock file would do to its supplier's pool, counted in one read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -347,19 +330,5 @@ mod tests {
             (file(10, 0, 60), policy(10, 100, false), None),
             (file(10, 0, 10), policy(10, 0, true), None),
         ]);
-    }
-
-    #[test]
-    fn releases_name_the_etag_or_say_yes() {
-        assert!(is_released(Some("abc"), "abc"));
-        assert!(is_released(Some("\"abc\""), "abc"));
-        assert!(is_released(Some("yes"), "abc"));
-        assert!(!is_released(Some("abd"), "abc"));
-        assert!(!is_released(None, "abc"));
-        assert_eq!(
-            release_command("b", "feeds/acme/stock/x.csv", "abc"),
-            "aws s3 cp 's3://b/feeds/acme/stock/x.csv' 's3://b/feeds/acme/stock/x.csv' \
-             --metadata stockroom-release=abc --metadata-directive REPLACE"
-        );
     }
 }

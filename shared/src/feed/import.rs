@@ -9,8 +9,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::apply::{apply_rows, zero_missing, Pace, Pass};
-use super::hold::{file_hold, hold_reason, release_command, HoldPolicy, HoldReason, StockFileCounts};
+use super::hold::{file_hold, hold_reason, HoldPolicy, HoldReason, StockFileCounts};
 use super::message::continuation;
+use super::release::{release_request, Release};
 use super::report::{rejects_key, Report, ReportStatus, RowCounts, Subject};
 use super::s3::{self, Body, Head};
 use super::{FeedEffect, FeedError, FeedKey, FeedKind, FeedReader, FeedSettings, FeedSource, FeedState};
@@ -79,37 +80,59 @@ pub enum ImportError {
 /// Where an import of an object starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// Imported before: a repeat changes nothing.
+    /// Imported before, or unreadable: a repeat changes nothing.
     Repeat,
-    /// Held by the safety checks, and not released: it stays held.
+    /// Held by the safety checks, and not released by ops: it stays held.
     StayHeld { reason: String },
     /// Apply the rows from chunk `from_chunk` (earlier ones were applied by
     /// earlier invocations), in the import's `invocation`th invocation;
-    /// `check` first when it is a stock file read from the start unreleased.
+    /// `check` first when it is a stock file seen for the first time.
     Apply {
         from_chunk: u64,
         invocation: u32,
         check: bool,
+        /// When the object arrived, if it was seen before.
+        as_of: Option<String>,
+        /// The ops release it is imported under.
+        release: Option<Release>,
     },
 }
 
-/// Decides where an import starts from the object's stored state, whether
-/// its metadata releases it, and its kind.
-pub fn next_step(state: Option<FeedState>, released: bool, kind: FeedKind) -> Step {
-    let (from_chunk, invocation) = match state {
-        Some(FeedState::Done { .. }) => return Step::Repeat,
-        Some(FeedState::Held { reason }) if !released => return Step::StayHeld { reason },
+/// Decides where an import starts from the object's stored state and its
+/// kind. Only a release recorded by ops (the stock API) lets a held file
+/// through: nothing on the object itself does.
+pub fn next_step(state: Option<FeedState>, kind: FeedKind) -> Step {
+    match state {
+        Some(FeedState::Done { .. } | FeedState::Unreadable { .. }) => Step::Repeat,
+        Some(FeedState::Held { reason, .. }) => Step::StayHeld { reason },
+        Some(FeedState::Released { release, as_of }) => Step::Apply {
+            from_chunk: 0,
+            invocation: 1,
+            check: false,
+            as_of,
+            release: Some(release),
+        },
+        // It passed its checks (or was released) before it started.
         Some(FeedState::InProgress {
             next_chunk,
             invocations,
+            as_of,
+            release,
             ..
-        }) => (next_chunk, invocations.saturating_add(1)),
-        Some(FeedState::Held { .. }) | None => (0, 1),
-    };
-    Step::Apply {
-        from_chunk,
-        invocation,
-        check: kind == FeedKind::Stock && !released && from_chunk == 0,
+        }) => Step::Apply {
+            from_chunk: next_chunk,
+            invocation: invocations.saturating_add(1),
+            check: false,
+            as_of,
+            release,
+        },
+        None => Step::Apply {
+            from_chunk: 0,
+            invocation: 1,
+            check: kind == FeedKind::Stock,
+            as_of: None,
+            release: None,
+        },
     }
 }
 
@@ -133,17 +156,23 @@ pub async fn run(app: &Importer, object: &ObjectRef, deadline: Instant) -> Resul
     let key = match FeedKey::parse(&object.key) {
         Ok(k) => k,
         Err(e) => {
+            let src = FeedSource {
+                bucket: object.bucket.clone(),
+                key: object.key.clone(),
+                version: object.etag.clone().unwrap_or_default(),
+                supplier: String::new(),
+                note: None,
+            };
             let report = Report::new(subject, ReportStatus::Unreadable, 0, started.elapsed());
-            return unreadable(app, report, &e.to_string()).await;
+            return unreadable(app, &src, report, &e.to_string()).await;
         }
     };
     let Some(head) = s3::head(&app.s3, object).await? else {
         tracing::warn!(key = %object.key, "the object is gone; nothing to import");
         return Ok(());
     };
-    let released = head.released;
     let mut job = Job::new(app, object, key, subject, head, started);
-    match next_step(app.store.feed_state(&job.src).await?, released, job.key.kind) {
+    match next_step(app.store.feed_state(&job.src).await?, job.key.kind) {
         Step::Repeat => {
             tracing::info!(key = %object.key, etag = job.subject.etag.as_str(), "this object was imported before; nothing changes");
             metric(&[("FeedDuplicates", 1.0)]);
@@ -157,8 +186,15 @@ pub async fn run(app: &Importer, object: &ObjectRef, deadline: Instant) -> Resul
             from_chunk,
             invocation,
             check,
+            as_of,
+            release,
         } => {
             job.invocation = invocation;
+            if let Some(as_of) = as_of {
+                job.options.last_modified = as_of;
+            }
+            job.src.note = release.as_ref().map(Release::note);
+            job.release = release;
             job.import(from_chunk, check, deadline).await
         }
     }
@@ -174,6 +210,8 @@ struct Job<'a> {
     /// What the report says of the feed (its ETag among it).
     subject: Subject,
     invocation: u32,
+    /// The ops release it is imported under, if it was held.
+    release: Option<Release>,
     started: Instant,
 }
 
@@ -191,6 +229,7 @@ impl<'a> Job<'a> {
             key: object.key.clone(),
             version: head.etag.clone(),
             supplier: key.supplier.to_string(),
+            note: None,
         };
         subject.etag = head.etag;
         subject.supplier = src.supplier.clone();
@@ -209,6 +248,7 @@ impl<'a> Job<'a> {
             options,
             subject,
             invocation: 1,
+            release: None,
             started,
         }
     }
@@ -257,7 +297,8 @@ impl<'a> Job<'a> {
         match s3::open(&self.app.s3, self.object, self.key.format, self.options.clone()).await {
             Ok(r) => Ok(Some(r)),
             Err(ImportError::Feed(e @ FeedError::Unreadable(_))) => {
-                unreadable(self.app, self.report(ReportStatus::Unreadable), &e.to_string()).await?;
+                let report = self.report(ReportStatus::Unreadable);
+                unreadable(self.app, &self.src, report, &e.to_string()).await?;
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -280,25 +321,24 @@ impl<'a> Job<'a> {
         Ok(hold_reason(&counts, pool, policy))
     }
 
+    /// Holds the file until ops release it: the state, the alert that says
+    /// so (sent from the table's stream, like every alert), the report.
     async fn hold(self, reason: HoldReason) -> Result<(), ImportError> {
         let (object, app) = (self.object, self.app);
         let reason = reason.to_string();
-        let release = release_command(&object.bucket, &object.key, &self.subject.etag);
+        let release = release_request(&object.key, &self.subject.etag);
         let held = FeedState::Held {
             reason: reason.clone(),
+            as_of: Some(self.options.last_modified.clone()),
         };
-        app.store.save_feed_state(&self.src, &held).await?;
+        let alert = json!({"kind": "feed_held", "feed": object.key, "bucket": object.bucket,
+            "etag": self.subject.etag, "supplier": self.src.supplier, "reason": reason,
+            "release": release, "at": clock::now()});
         let mut report = self.report(ReportStatus::Held);
-        report.reason = Some(reason.clone());
-        report.release = Some(release.clone());
+        report.reason = Some(reason);
+        report.release = Some(release);
         s3::put_report(&app.s3, &report).await?;
-        let _ = app
-            .alerts
-            .send(
-                &json!({"kind": "feed_held", "feed": object.key, "bucket": object.bucket,
-                "supplier": self.src.supplier, "reason": reason, "release": release, "at": clock::now()}),
-            )
-            .await;
+        app.store.save_feed_state(&self.src, &held, Some(&alert)).await?;
         metric(&[("FeedFilesHeld", 1.0)]);
         Ok(())
     }
@@ -309,8 +349,10 @@ impl<'a> Job<'a> {
             next_chunk,
             invocations: self.invocation,
             started_at: clock::now(),
+            as_of: Some(self.options.last_modified.clone()),
+            release: self.release.clone(),
         };
-        self.app.store.save_feed_state(&self.src, &state).await?;
+        self.app.store.save_feed_state(&self.src, &state, None).await?;
         let Some(url) = &self.app.settings.queue_url else {
             return Err(ImportError::Sqs(
                 "FEED_QUEUE_URL is not set: cannot continue a long import".into(),
@@ -358,9 +400,16 @@ impl<'a> Job<'a> {
             report.rejects = Some(key);
         }
         drop(pass);
+        report.released = self.release.clone();
         s3::put_report(&app.s3, &report).await?;
+        let alert = (rejected > 0).then(|| {
+            json!({"kind": "feed_rejects", "feed": object.key, "bucket": object.bucket,
+                "etag": self.subject.etag, "supplier": src.supplier, "rejected": rejected,
+                "applied": report.rows.applied, "rejects": report.rejects, "report": report.key(),
+                "at": clock::now()})
+        });
         let done = FeedState::Done { report: report.key() };
-        app.store.save_feed_state(src, &done).await?;
+        app.store.save_feed_state(src, &done, alert.as_ref()).await?;
         let rows = &report.rows;
         tracing::info!(key = %object.key, applied = rows.applied, rejected, stale = rows.skipped_stale,
             duplicates = rows.duplicates, rows = rows.rows_read, ms = report.duration_ms, "feed imported");
@@ -369,32 +418,27 @@ impl<'a> Job<'a> {
             ("FeedRowsRejected", rejected as f64),
             ("FeedFilesWithRejects", f64::from(u8::from(rejected > 0))),
         ]);
-        if rejected > 0 {
-            let _ = app
-                .alerts
-                .send(
-                    &json!({"kind": "feed_rejects", "feed": object.key, "bucket": object.bucket,
-                    "supplier": src.supplier, "rejected": rejected, "applied": rows.applied,
-                    "rejects": report.rejects, "report": report.key(), "at": clock::now()}),
-                )
-                .await;
-        }
         Ok(())
     }
 }
 
-/// Reports a file that cannot be read as a feed; a retry would not help.
-async fn unreadable(app: &Importer, mut report: Report, why: &str) -> Result<(), ImportError> {
+/// Reports a file that cannot be read as a feed, and remembers it: a retry
+/// would not help, so a redelivery changes nothing.
+async fn unreadable(
+    app: &Importer,
+    src: &FeedSource,
+    mut report: Report,
+    why: &str,
+) -> Result<(), ImportError> {
     tracing::warn!(key = %report.subject.feed, why, "unreadable feed");
     report.reason = Some(why.to_owned());
     s3::put_report(&app.s3, &report).await?;
-    let _ = app
-        .alerts
-        .send(
-            &json!({"kind": "feed_unreadable", "feed": report.subject.feed, "bucket": report.subject.bucket,
-            "reason": why, "at": clock::now()}),
-        )
-        .await;
+    let alert = json!({"kind": "feed_unreadable", "feed": report.subject.feed,
+        "bucket": report.subject.bucket, "etag": src.version, "reason": why, "at": clock::now()});
+    let state = FeedState::Unreadable {
+        reason: why.to_owned(),
+    };
+    app.store.save_feed_state(src, &state, Some(&alert)).await?;
     metric(&[("FeedFilesUnreadable", 1.0)]);
     Ok(())
 }
@@ -403,83 +447,102 @@ async fn unreadable(app: &Importer, mut report: Report, why: &str) -> Result<(),
 mod tests {
     use super::*;
 
-    fn in_progress(next_chunk: u64, invocations: u32) -> Option<FeedState> {
+    const ARRIVED: &str = "2026-11-22T06:00:00.000000Z";
+
+    fn release() -> Release {
+        Release {
+            actor: "maria".into(),
+            reason: "checked with acme".into(),
+            at: "2026-11-22T10:00:00.000000Z".into(),
+        }
+    }
+
+    fn in_progress(next_chunk: u64, invocations: u32, release: Option<Release>) -> Option<FeedState> {
         Some(FeedState::InProgress {
             next_chunk,
             invocations,
             started_at: "2026-11-22T08:00:00.000000Z".into(),
+            as_of: Some(ARRIVED.into()),
+            release,
         })
     }
 
-    fn apply(from_chunk: u64, invocation: u32, check: bool) -> Step {
+    fn apply(from_chunk: u64, invocation: u32, check: bool, release: Option<Release>) -> Step {
         Step::Apply {
             from_chunk,
             invocation,
             check,
+            as_of: (from_chunk > 0 || invocation > 1 || release.is_some()).then(|| ARRIVED.into()),
+            release,
         }
     }
 
-    /// Each case: the stored state, whether released, the kind, and the step expected.
-    fn check(cases: Vec<(Option<FeedState>, bool, FeedKind, Step)>) {
-        for (i, (state, released, kind, expected)) in cases.into_iter().enumerate() {
-            assert_eq!(next_step(state, released, kind), expected, "case {i}");
+    /// Each case: the stored state, the kind, and the step expected.
+    fn check(cases: Vec<(Option<FeedState>, FeedKind, Step)>) {
+        for (i, (state, kind, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(next_step(state, kind), expected, "case {i}");
         }
     }
 
     #[test]
     fn a_new_object_starts_at_the_beginning_and_stock_files_are_checked() {
         check(vec![
-            (None, false, FeedKind::Deliveries, apply(0, 1, false)),
-            (None, false, FeedKind::Stock, apply(0, 1, true)),
-            // Released before it was ever held: applied without the check.
-            (None, true, FeedKind::Stock, apply(0, 1, false)),
+            (None, FeedKind::Deliveries, apply(0, 1, false, None)),
+            (None, FeedKind::Stock, apply(0, 1, true, None)),
         ]);
     }
 
     #[test]
-    fn a_done_object_is_a_repeat_even_released() {
-        let done = || {
-            Some(FeedState::Done {
-                report: "reports/feeds/a/stock/x.csv.json".into(),
-            })
-        };
+    fn a_done_or_unreadable_object_is_a_repeat() {
+        let done = Some(FeedState::Done {
+            report: "reports/feeds/a/stock/x.csv.json".into(),
+        });
+        let unreadable = Some(FeedState::Unreadable {
+            reason: "no sku column".into(),
+        });
         check(vec![
-            (done(), false, FeedKind::Stock, Step::Repeat),
-            (done(), true, FeedKind::Stock, Step::Repeat),
+            (done, FeedKind::Stock, Step::Repeat),
+            (unreadable, FeedKind::Deliveries, Step::Repeat),
         ]);
     }
 
     #[test]
-    fn a_held_object_waits_for_its_release() {
+    fn a_held_object_waits_for_ops_to_release_it() {
         let reason = "the file has no valid rows".to_owned();
-        let held = || {
-            Some(FeedState::Held {
-                reason: reason.clone(),
-            })
-        };
+        let held = Some(FeedState::Held {
+            reason: reason.clone(),
+            as_of: Some(ARRIVED.into()),
+        });
+        check(vec![(held, FeedKind::Stock, Step::StayHeld { reason })]);
+        // Released by ops: applied from the start, unchecked, as of when it arrived.
+        let released = Some(FeedState::Released {
+            release: release(),
+            as_of: Some(ARRIVED.into()),
+        });
+        check(vec![(
+            released,
+            FeedKind::Stock,
+            apply(0, 1, false, Some(release())),
+        )]);
+    }
+
+    #[test]
+    fn an_import_in_progress_resumes_where_it_stopped_as_of_when_it_arrived() {
         check(vec![
             (
-                held(),
-                false,
-                FeedKind::Stock,
-                Step::StayHeld {
-                    reason: reason.clone(),
-                },
+                in_progress(7, 2, None),
+                FeedKind::Deliveries,
+                apply(7, 3, false, None),
             ),
-            // Released: applied from the start, unchecked.
-            (held(), true, FeedKind::Stock, apply(0, 1, false)),
-        ]);
-    }
-
-    #[test]
-    fn an_import_in_progress_resumes_where_it_stopped() {
-        check(vec![
-            (in_progress(7, 2), false, FeedKind::Deliveries, apply(7, 3, false)),
-            // Past the first chunk, the check was passed by an earlier invocation.
-            (in_progress(7, 2), false, FeedKind::Stock, apply(7, 3, false)),
-            // Stopped before its first chunk: checked again unless released.
-            (in_progress(0, 1), false, FeedKind::Stock, apply(0, 2, true)),
-            (in_progress(0, 1), true, FeedKind::Stock, apply(0, 2, false)),
+            // It passed its check before it started.
+            (in_progress(7, 2, None), FeedKind::Stock, apply(7, 3, false, None)),
+            (in_progress(0, 1, None), FeedKind::Stock, apply(0, 2, false, None)),
+            // A released import keeps its release to the end.
+            (
+                in_progress(3, 1, Some(release())),
+                FeedKind::Stock,
+                apply(3, 2, false, Some(release())),
+            ),
         ]);
     }
 }

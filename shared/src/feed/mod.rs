@@ -25,14 +25,15 @@ pub mod hold;
 pub mod import;
 pub mod message;
 mod reader;
+pub mod release;
 pub mod report;
 mod s3;
 pub mod settings;
 pub use chunk::{needs_movements, plan_count, CountPlan, FeedChunk};
-pub use hold::RELEASE_METADATA;
 pub use import::{ImportError, Importer};
 pub use message::{objects_in, ObjectRef};
 pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
+pub use release::{Release, ReleaseRequest};
 pub use settings::FeedSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +147,8 @@ pub struct FeedSource {
     pub version: String,
     /// The supplier named in the key: the ledger's actor is `supplier:<name>`.
     pub supplier: String,
+    /// What every ledger entry of its rows adds (the ops release it was imported under).
+    pub note: Option<String>,
 }
 
 /// What a key or version keeps as is in an `s3://` reference: unreserved characters and `/`.
@@ -223,7 +226,9 @@ pub struct ChunkSummary {
     pub rejected: Vec<(u64, String)>,
 }
 
-/// Where an object's import stands.
+/// Where an object's import stands. `as_of` is the object's last-modified
+/// time when it was first seen: a stock file's rows without their own
+/// `as_of` are counts as of then, however late the file is released or resumed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum FeedState {
@@ -232,11 +237,41 @@ pub enum FeedState {
         next_chunk: u64,
         invocations: u32,
         started_at: String,
+        #[serde(default)]
+        as_of: Option<String>,
+        /// The ops release it was imported under, if it was held.
+        #[serde(default)]
+        release: Option<Release>,
     },
-    /// Not applied: the safety checks refused it until it is released.
-    Held { reason: String },
+    /// Not applied: the safety checks refused it until ops release it.
+    Held {
+        reason: String,
+        #[serde(default)]
+        as_of: Option<String>,
+    },
+    /// Released by ops: imported without the safety checks.
+    Released {
+        release: Release,
+        #[serde(default)]
+        as_of: Option<String>,
+    },
     /// Every row was applied, rejected or skipped; the report is written.
     Done { report: String },
+    /// Not a feed that can be read (its key, its header, its bytes): reported, never retried.
+    Unreadable { reason: String },
+}
+
+impl FeedState {
+    /// Its name, as the table keeps it beside the state (`status`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            FeedState::InProgress { .. } => "in_progress",
+            FeedState::Held { .. } => "held",
+            FeedState::Released { .. } => "released",
+            FeedState::Done { .. } => "done",
+            FeedState::Unreadable { .. } => "unreadable",
+        }
+    }
 }
 
 /// A location's SKUs and their total available units.

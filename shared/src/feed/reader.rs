@@ -73,6 +73,9 @@ pub struct FeedReader<R> {
     columns: Option<Columns>,
     /// The next physical line number to be read.
     line: u64,
+    /// Lines read ahead for a quoted field that was never closed: they are
+    /// read again as records of their own.
+    pending: std::collections::VecDeque<Line>,
     /// Rows (valid or rejected) seen so far.
     rows: u64,
     /// Whether the last byte read was a line ending.
@@ -87,27 +90,78 @@ fn lossy(raw: &[u8]) -> String {
     text.chars().take(RAW_KEPT).collect()
 }
 
-/// Splits one CSV record (quotes already balanced) into fields.
+/// Where a CSV record stands after a byte, as the csv crate and spreadsheets
+/// read it: a `"` opens a quoted field only at the start of a field;
+/// anywhere else it is data (`5" BLUE jacket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Csv {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A `"` inside a quoted field: the field's end, or the first of `""`.
+    QuoteInQuoted,
+}
+
+impl Csv {
+    fn after(self, b: u8) -> Self {
+        match (self, b) {
+            (Csv::FieldStart, b'"') => Csv::Quoted,
+            (Csv::FieldStart | Csv::Unquoted | Csv::QuoteInQuoted, b',' | b'\n' | b'\r') => Csv::FieldStart,
+            (Csv::FieldStart | Csv::Unquoted, _) => Csv::Unquoted,
+            (Csv::Quoted, b'"') => Csv::QuoteInQuoted,
+            (Csv::Quoted, _) => Csv::Quoted,
+            (Csv::QuoteInQuoted, b'"') => Csv::Quoted,
+            // Text after a closing quote is kept, as the csv crate keeps it.
+            (Csv::QuoteInQuoted, _) => Csv::Unquoted,
+        }
+    }
+
+    /// The state after a line, from the state before it.
+    fn scan(self, line: &[u8]) -> Self {
+        line.iter().fold(self, |state, b| state.after(*b))
+    }
+}
+
+/// Splits one CSV record into fields.
 fn split_csv(record: &str) -> Vec<String> {
     let mut fields = Vec::new();
     let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = record.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (quoted, c) {
-            (true, '"') if chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            (true, '"') => quoted = false,
-            (true, c) => field.push(c),
-            (false, '"') => quoted = true,
-            (false, ',') => fields.push(std::mem::take(&mut field)),
-            (false, c) => field.push(c),
+    let mut state = Csv::FieldStart;
+    for c in record.chars() {
+        // Within a record only commas and quotes shape the fields.
+        let next = state.after(match c {
+            ',' => b',',
+            '"' => b'"',
+            _ => b'x',
+        });
+        match (state, next) {
+            (_, Csv::FieldStart) => fields.push(std::mem::take(&mut field)),
+            (Csv::FieldStart, Csv::Quoted) | (Csv::Quoted, Csv::QuoteInQuoted) => {}
+            _ => field.push(c),
         }
+        state = next;
     }
     fields.push(field);
     fields
+}
+
+/// One physical line of the file.
+#[derive(Debug)]
+struct Line {
+    number: u64,
+    bytes: Vec<u8>,
+    /// It ends with a line ending (the file's last line may not).
+    ended: bool,
+    /// Longer than [`MAX_ROW_BYTES`]: only its start is kept, the rest skipped.
+    overlong: bool,
+}
+
+/// One record: a line, or for CSV the lines a quoted field spans.
+#[derive(Debug)]
+struct Record {
+    line: u64,
+    bytes: Vec<u8>,
+    fault: Option<String>,
 }
 
 fn quantity(raw: &str, kind: FeedKind) -> Result<u32, String> {
@@ -138,13 +192,14 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
             options,
             columns: None,
             line: 1,
+            pending: std::collections::VecDeque::new(),
             rows: 0,
             ended_with_newline: true,
             last_rejected: false,
             buf: Vec::new(),
         };
         if format == FeedFormat::Csv {
-            if let Some((_, bytes, _)) = me.read_record().await? {
+            if let Some(Record { bytes, .. }) = me.read_record().await? {
                 let text = std::str::from_utf8(&bytes)
                     .map_err(|_| FeedError::Unreadable("the header is not UTF-8 text".into()))?;
                 let text = text.trim_start_matches('\u{feff}').trim_end_matches(['\r', '\n']);
@@ -180,39 +235,99 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
         !self.ended_with_newline && self.last_rejected
     }
 
-    /// Reads one physical record: for CSV, lines are joined while a quoted
-    /// field is open. Returns its first line number, its bytes, and whether
-    /// it was too long (then only its start is kept, the rest skipped).
-    async fn read_record(&mut self) -> Result<Option<(u64, Vec<u8>, bool)>, FeedError> {
-        let start = self.line;
-        let mut record = Vec::new();
-        let mut in_quotes = false;
-        loop {
-            self.buf.clear();
-            let n = (&mut self.reader)
-                .take((MAX_ROW_BYTES + 1) as u64)
-                .read_until(b'\n', &mut self.buf)
-                .await?;
-            if n == 0 {
-                return Ok((!record.is_empty()).then_some((start, record, false)));
+    /// The next physical line: one read ahead and put back, or the file's.
+    async fn next_line(&mut self) -> Result<Option<Line>, FeedError> {
+        if let Some(line) = self.pending.pop_front() {
+            return Ok(Some(line));
+        }
+        self.buf.clear();
+        let n = (&mut self.reader)
+            .take((MAX_ROW_BYTES + 1) as u64)
+            .read_until(b'\n', &mut self.buf)
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let number = self.line;
+        self.ended_with_newline = self.buf.last() == Some(&b'\n');
+        if self.ended_with_newline {
+            self.line += 1;
+        }
+        let overlong = self.buf.len() > MAX_ROW_BYTES;
+        let bytes = if overlong {
+            let kept = self.buf[..RAW_KEPT].to_vec();
+            self.skip_line().await?;
+            kept
+        } else {
+            std::mem::take(&mut self.buf)
+        };
+        Ok(Some(Line {
+            number,
+            bytes,
+            ended: self.ended_with_newline || overlong,
+            overlong,
+        }))
+    }
+
+    /// Reads one record: for CSV, lines are joined while a quoted field is
+    /// open. A quoted field still open at the end of the file, or past
+    /// [`MAX_ROW_BYTES`], was never closed: its first line is refused and
+    /// the lines after it are read again as records of their own, so it
+    /// costs no row but the one it opened on.
+    async fn read_record(&mut self) -> Result<Option<Record>, FeedError> {
+        let Some(first) = self.next_line().await? else {
+            return Ok(None);
+        };
+        if first.overlong {
+            let fault = Some(format!("row longer than {MAX_ROW_BYTES} bytes"));
+            return Ok(Some(Record {
+                line: first.number,
+                bytes: first.bytes,
+                fault,
+            }));
+        }
+        let mut state = Csv::FieldStart.scan(&first.bytes);
+        if self.format != FeedFormat::Csv || state != Csv::Quoted || !first.ended {
+            return Ok(Some(Record {
+                line: first.number,
+                bytes: first.bytes,
+                fault: None,
+            }));
+        }
+        let mut spanned: Vec<Line> = Vec::new();
+        let mut size = first.bytes.len();
+        while let Some(line) = self.next_line().await? {
+            if line.overlong || size + line.bytes.len() > MAX_ROW_BYTES {
+                spanned.push(line);
+                break;
             }
-            self.ended_with_newline = self.buf.last() == Some(&b'\n');
-            if self.ended_with_newline {
-                self.line += 1;
-            }
-            if record.len() + self.buf.len() > MAX_ROW_BYTES {
-                record.extend_from_slice(&self.buf[..self.buf.len().min(RAW_KEPT)]);
-                self.skip_line().await?;
-                return Ok(Some((start, record, true)));
-            }
-            if self.format == FeedFormat::Csv {
-                in_quotes ^= self.buf.iter().filter(|b| **b == b'"').count() % 2 == 1;
-            }
-            record.extend_from_slice(&self.buf);
-            if !in_quotes || !self.ended_with_newline {
-                return Ok(Some((start, record, false)));
+            size += line.bytes.len();
+            state = state.scan(&line.bytes);
+            let ended = line.ended;
+            spanned.push(line);
+            if state != Csv::Quoted || !ended {
+                let mut bytes = first.bytes;
+                for l in spanned {
+                    bytes.extend_from_slice(&l.bytes);
+                }
+                return Ok(Some(Record {
+                    line: first.number,
+                    bytes,
+                    fault: None,
+                }));
             }
         }
+        for line in spanned.into_iter().rev() {
+            self.pending.push_front(line);
+        }
+        Ok(Some(Record {
+            line: first.number,
+            bytes: first.bytes,
+            fault: Some(format!(
+                "a quoted field opened on line {} is never closed",
+                first.number
+            )),
+        }))
     }
 
     /// Skips to the end of the current line.
@@ -237,17 +352,16 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
     /// The next row, valid or rejected; `None` at the end of the file.
     pub async fn next_item(&mut self) -> Result<Option<FeedItem>, FeedError> {
         loop {
-            let Some((line, bytes, overlong)) = self.read_record().await? else {
+            let Some(Record { line, bytes, fault }) = self.read_record().await? else {
                 return Ok(None);
             };
-            if !overlong && bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            if fault.is_none() && bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 continue;
             }
             self.rows += 1;
-            let item = if overlong {
-                Self::reject(line, format!("row longer than {MAX_ROW_BYTES} bytes"), &bytes)
-            } else {
-                self.parse(line, &bytes)
+            let item = match fault {
+                Some(why) => Self::reject(line, why, &bytes),
+                None => self.parse(line, &bytes),
             };
             self.last_rejected = matches!(item, FeedItem::Rejected(_));
             return Ok(Some(item));
@@ -472,6 +586,66 @@ mod tests {
             panic!()
         };
         assert_eq!(r.raw, ",2,,");
+    }
+
+    #[tokio::test]
+    async fn a_quote_inside_an_unquoted_field_is_data_and_swallows_nothing() {
+        let csv = "sku,quantity,description\n\
+                   A,1,5\" BLUE jacket\n\
+                   B,2,plain\n\
+                   C,3,\"quoted, with a comma\"\n\
+                   D,4,the 12\" one, again\n\
+                   E,5,\n\
+                   F,6,last\n";
+        assert_eq!(
+            delivered(csv.as_bytes()).await,
+            [
+                "2 ok A@warehouse=1",
+                "3 ok B@warehouse=2",
+                "4 ok C@warehouse=3",
+                "5 ok D@warehouse=4",
+                "6 ok E@warehouse=5",
+                "7 ok F@warehouse=6",
+            ]
+        );
+        assert_eq!(
+            split_csv("A,5\" BLUE,\"x \"\"y\"\" z\",\"q\"tail"),
+            ["A", "5\" BLUE", "x \"y\" z", "qtail"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quoted_field_never_closed_costs_only_the_line_it_opened_on() {
+        let csv = "sku,quantity,note\n\
+                   A,1,\"starts here and never ends\n\
+                   B,2,\n\
+                   C,3,\n";
+        assert_eq!(
+            delivered(csv.as_bytes()).await,
+            [
+                "2 rejected: a quoted field opened on line 2 is never closed",
+                "3 ok B@warehouse=2",
+                "4 ok C@warehouse=3",
+            ]
+        );
+        // One that is closed may span lines, and the rows after it are read as they are.
+        let csv = "sku,quantity,note\nC,3,\"spans\ntwo lines\"\nD,4,\n";
+        assert_eq!(
+            delivered(csv.as_bytes()).await,
+            ["2 ok C@warehouse=3", "4 ok D@warehouse=4"]
+        );
+        // Past the size limit a quoted field is taken as never closed too.
+        let mut big = b"sku,quantity,note\nA,1,\"open\n".to_vec();
+        for i in 0..(MAX_ROW_BYTES / 10) {
+            big.extend_from_slice(format!("S{i},1,x\n").as_bytes());
+        }
+        let rows = delivered(&big).await;
+        assert_eq!(
+            rows[0],
+            "2 rejected: a quoted field opened on line 2 is never closed"
+        );
+        assert_eq!(rows.len(), 1 + MAX_ROW_BYTES / 10);
+        assert!(rows[1..].iter().all(|r| r.contains(" ok ")), "{:?}", &rows[1..3]);
     }
 
     #[tokio::test]

@@ -1,12 +1,13 @@
 //! What an import leaves next to the feed: the report (`reports/<key>.json`)
-//! and, when rows were refused, the rejects (`rejects/<key>.csv`).
+//! and, when rows were refused, the rejects (`rejects/<key>`, as CSV: a
+//! JSON Lines feed's rejects end in `.csv` instead of `.jsonl`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{ChunkSummary, RejectedRow};
+use super::{ChunkSummary, RejectedRow, Release};
 
 fn beside(prefix: &str, key: &str, ext: &str) -> String {
     format!("{prefix}/{key}.{ext}")
@@ -17,9 +18,13 @@ pub fn report_key(key: &str) -> String {
     beside("reports", key, "json")
 }
 
-/// Where the rejects of the feed at `key` go.
+/// Where the rejects of the feed at `key` go: the feed's own name, as a CSV.
 pub fn rejects_key(key: &str) -> String {
-    beside("rejects", key, "csv")
+    let stem = key
+        .rsplit_once('.')
+        .filter(|(_, ext)| !ext.contains('/'))
+        .map_or(key, |(stem, _)| stem);
+    beside("rejects", stem, "csv")
 }
 
 /// The feed a report is about; what is not known yet stays empty.
@@ -67,9 +72,13 @@ pub struct Report {
     pub invocations: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejects: Option<String>,
-    /// The command that releases a held file.
+    /// A held file: the stock API request that releases it (ops add
+    /// `actor` and `reason`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub release: Option<String>,
+    pub release: Option<serde_json::Value>,
+    /// A released file: who released it, why, when.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub released: Option<Release>,
 }
 
 impl Report {
@@ -84,6 +93,7 @@ impl Report {
             invocations,
             rejects: None,
             release: None,
+            released: None,
         }
     }
 
@@ -159,9 +169,10 @@ mod tests {
             report_key("feeds/a/stock/x.csv"),
             "reports/feeds/a/stock/x.csv.json"
         );
+        assert_eq!(rejects_key("feeds/a/stock/x.csv"), "rejects/feeds/a/stock/x.csv");
         assert_eq!(
-            rejects_key("feeds/a/stock/x.csv"),
-            "rejects/feeds/a/stock/x.csv.csv"
+            rejects_key("feeds/a/stock/x.jsonl"),
+            "rejects/feeds/a/stock/x.csv"
         );
         assert_eq!(
             Report::new(subject(), ReportStatus::Held, 1, Duration::ZERO).key(),
@@ -186,7 +197,7 @@ mod tests {
             r#"{"feed":"feeds/acme/stock/x.csv","bucket":"b","etag":"e1","supplier":"acme","kind":"stock","#
                 .to_owned()
                 + r#""status":"applied","rows_read":6,"applied":3,"rejected":3,"skipped_stale":1,"duplicates":1,"#
-                + r#""zeroed_missing":0,"duration_ms":1500,"invocations":2,"rejects":"rejects/feeds/acme/stock/x.csv.csv"}"#
+                + r#""zeroed_missing":0,"duration_ms":1500,"invocations":2,"rejects":"rejects/feeds/acme/stock/x.csv"}"#
         );
     }
 
@@ -194,14 +205,14 @@ mod tests {
     fn held_and_unreadable_reports_say_why() {
         let mut held = Report::new(subject(), ReportStatus::Held, 1, Duration::ZERO);
         held.reason = Some("the file has no valid rows".into());
-        held.release = Some("aws s3 cp ...".into());
+        held.release = Some(json!({"method": "POST", "path": "/feeds/release"}));
         let v = serde_json::to_value(&held).unwrap();
         assert_eq!(
             (&v["status"], &v["reason"], &v["release"]),
             (
                 &json!("held"),
                 &json!("the file has no valid rows"),
-                &json!("aws s3 cp ...")
+                &json!({"method": "POST", "path": "/feeds/release"})
             )
         );
         assert!(v.get("rejects").is_none());

@@ -7,7 +7,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
 use tokio::io::{AsyncRead, BufReader};
 
-use super::hold::{is_released, RELEASE_METADATA};
 use super::import::ImportError;
 use super::report::Report;
 use super::{FeedFormat, FeedReader, ObjectRef, ReadOptions};
@@ -26,8 +25,6 @@ fn s3_err<E: std::error::Error + 'static, R: std::fmt::Debug>(
 pub(crate) struct Head {
     /// Its ETag (unquoted), else the notification's, else empty.
     pub etag: String,
-    /// Its [`RELEASE_METADATA`] releases it.
-    pub released: bool,
     /// In [`clock`] format; now when S3 does not say.
     pub last_modified: String,
 }
@@ -49,9 +46,7 @@ pub(crate) async fn head(s3: &Client, object: &ObjectRef) -> Result<Option<Head>
         .map(|e| e.trim_matches('"').to_owned())
         .or_else(|| object.etag.clone())
         .unwrap_or_default();
-    let release = head.metadata().and_then(|m| m.get(RELEASE_METADATA));
     Ok(Some(Head {
-        released: is_released(release.map(String::as_str), &etag),
         etag,
         last_modified: head
             .last_modified()

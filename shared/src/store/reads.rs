@@ -224,16 +224,16 @@ impl StockStore {
             .transpose()
     }
 
-    /// Records where an object's import stands.
-    pub async fn save_feed_state(&self, src: &FeedSource, state: &FeedState) -> Result<(), StoreError> {
-        let text = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let mut item = key(&Key::new(Self::feed_pk(src), keys::STATE));
-        item.extend([
-            ("kind".to_owned(), s("feed_state")),
-            ("state".to_owned(), s(text)),
-            ("updated_at".to_owned(), s(clock::now())),
-            ("expires_at".to_owned(), n(self.expires_at())),
-        ]);
+    /// Records where an object's import stands, with the alert that
+    /// reports it (if any) in the same write: `stock-fanout` sends it from
+    /// the table's stream, so an alert recorded is an alert sent.
+    pub async fn save_feed_state(
+        &self,
+        src: &FeedSource,
+        state: &FeedState,
+        alert: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        let item = self.feed_state_item(src, state, alert)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -241,6 +241,60 @@ impl StockStore {
             .send()
             .await?;
         Ok(())
+    }
+
+    /// Replaces an object's state only if it is still `was` (a release
+    /// racing an import, or another release). `Ok(false)`: it moved.
+    pub async fn replace_feed_state(
+        &self,
+        src: &FeedSource,
+        was: &FeedState,
+        state: &FeedState,
+    ) -> Result<bool, StoreError> {
+        let was = serde_json::to_string(was).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(self.feed_state_item(src, state, None)?))
+            .condition_expression("#state = :was")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":was", s(was))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn feed_state_item(
+        &self,
+        src: &FeedSource,
+        state: &FeedState,
+        alert: Option<&serde_json::Value>,
+    ) -> Result<Item, StoreError> {
+        let text = serde_json::to_string(state).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let mut item = key(&Key::new(Self::feed_pk(src), keys::STATE));
+        item.extend([
+            ("kind".to_owned(), s("feed_state")),
+            ("state".to_owned(), s(text)),
+            ("status".to_owned(), s(state.name())),
+            ("updated_at".to_owned(), s(clock::now())),
+            ("expires_at".to_owned(), n(self.expires_at())),
+        ]);
+        if let Some(alert) = alert {
+            item.insert("alert".into(), s(alert.to_string()));
+        }
+        Ok(item)
     }
 
     /// The summaries of every chunk of an object applied so far, added up.

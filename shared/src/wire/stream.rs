@@ -1,6 +1,7 @@
-//! The stock table's stream as `stock-fanout` reads it (stock levels and
-//! oversold sale receipts, by the trigger's event filter): each record is a
-//! level that changed, an oversell to raise, nothing to do, or poison.
+//! The stock table's stream as `stock-fanout` reads it (stock levels,
+//! oversold sale receipts and feed states carrying an alert, by the
+//! trigger's event filter): each record is a level that changed, an alert
+//! to raise, nothing to do, or poison.
 
 use std::collections::HashSet;
 
@@ -45,6 +46,9 @@ pub enum Change {
     /// A sale's receipt recorded an oversell (a new receipt only: a receipt
     /// is written once, so a redelivered order raises nothing).
     Oversell(OversellAlert),
+    /// A feed's state was saved with an alert it had not carried before
+    /// (`feed_held`, `feed_rejects`, `feed_unreadable`).
+    FeedAlert(serde_json::Value),
     /// Anything else the filter let through: nothing to do.
     Other,
 }
@@ -73,6 +77,8 @@ struct Image {
     /// The lines' results, as JSON text.
     lines: Option<String>,
     created_at: Option<String>,
+    /// A feed state's alert, as JSON text.
+    alert: Option<String>,
 }
 
 /// Reads a record: levels by their keys, oversold receipts by their image.
@@ -80,6 +86,9 @@ pub fn change_of(record: &EventRecord) -> Result<Change, PoisonRecord> {
     let poison = |message: String| PoisonRecord::of(record, message);
     let image: Image = serde_dynamo::from_item(record.change.new_image.clone())
         .map_err(|e| poison(format!("unreadable image: {e}: {:?}", record.change.new_image)))?;
+    if image.kind.as_deref() == Some("feed_state") {
+        return feed_alert_of(record, image.alert).map_err(poison);
+    }
     if image.kind.as_deref() == Some("receipt") {
         if record.event_name != "INSERT" || image.status.as_deref() != Some("oversold") {
             return Ok(Change::Other);
@@ -95,6 +104,21 @@ pub fn change_of(record: &EventRecord) -> Result<Change, PoisonRecord> {
         )));
     }
     Ok(Change::Level(sku, location))
+}
+
+/// A feed state's alert, when this change added it: a state saved again
+/// with the same alert (a redelivered import) raises nothing.
+fn feed_alert_of(record: &EventRecord, alert: Option<String>) -> Result<Change, String> {
+    let Some(alert) = alert else {
+        return Ok(Change::Other);
+    };
+    let before: Image = serde_dynamo::from_item(record.change.old_image.clone()).unwrap_or_default();
+    if before.alert.as_deref() == Some(alert.as_str()) {
+        return Ok(Change::Other);
+    }
+    serde_json::from_str(&alert)
+        .map(Change::FeedAlert)
+        .map_err(|e| format!("feed state with an unreadable alert: {e}"))
 }
 
 /// The SKU and location of a stock level's record, by its keys.
@@ -143,6 +167,8 @@ pub struct Batch {
     pub skus: Vec<SkuChanges>,
     /// Oversells to raise, with their records' sequence numbers.
     pub oversells: Vec<(String, OversellAlert)>,
+    /// Feed alerts to raise, with their records' sequence numbers.
+    pub feed_alerts: Vec<(String, serde_json::Value)>,
     /// Records that cannot be read.
     pub poison: Vec<PoisonRecord>,
 }
@@ -166,6 +192,7 @@ impl Batch {
                     }),
                 },
                 Ok(Change::Oversell(alert)) => batch.oversells.push((sequence, alert)),
+                Ok(Change::FeedAlert(alert)) => batch.feed_alerts.push((sequence, alert)),
                 Ok(Change::Other) => {}
                 Err(poison) => batch.poison.push(poison),
             }
@@ -365,5 +392,34 @@ mod tests {
         assert_eq!(lag_ms(&[at(1_700_000_008), at(1_700_000_005)], now), 5_000.0);
         assert_eq!(lag_ms(&[at(1_700_000_020)], now), 0.0);
         assert_eq!(lag_ms(&[], now), 0.0);
+    }
+
+    #[test]
+    fn a_feed_state_raises_its_alert_once() {
+        let keys = json!({"pk": {"S": "RECEIPT#feed#s3://b/k?version=e"}, "sk": {"S": "STATE"}});
+        let alert = r#"{"kind":"feed_held","feed":"feeds/acme/stock/x.csv"}"#;
+        let state = |alert: Option<&str>| {
+            let mut image = json!({"pk": keys["pk"], "sk": keys["sk"], "kind": {"S": "feed_state"},
+                "status": {"S": "held"}});
+            if let Some(a) = alert {
+                image["alert"] = json!({"S": a});
+            }
+            image
+        };
+        let Change::FeedAlert(a) = change_of(&record("INSERT", keys.clone(), state(Some(alert)))).unwrap()
+        else {
+            panic!("a new state with an alert raises it");
+        };
+        assert_eq!(a["kind"], "feed_held");
+        // Saved again with the same alert (a redelivered import): nothing.
+        let mut again = record("MODIFY", keys.clone(), state(Some(alert)));
+        again.change.old_image = serde_json::from_value(state(Some(alert))).unwrap();
+        assert!(matches!(change_of(&again), Ok(Change::Other)));
+        // A state without an alert is nothing; an unreadable alert is poison.
+        assert!(matches!(
+            change_of(&record("MODIFY", keys.clone(), state(None))),
+            Ok(Change::Other)
+        ));
+        assert!(change_of(&record("INSERT", keys.clone(), state(Some("not json")))).is_err());
     }
 }
