@@ -495,6 +495,69 @@ pub async fn poll_stream(
 }
 
 /// Finds shards not yet read and gets their iterators.
+/// Every new image a table's stream holds, shard by shard, in stream order
+/// within each shard (an item's changes are all in one shard): what a
+/// check of every state an item went through reads.
+pub async fn all_new_images(
+    sdk: &aws_config::SdkConfig,
+    table: &str,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let fail = |e: String| format!("reading the stream of {table}: {e}");
+    let ddb = aws_sdk_dynamodb::Client::new(sdk);
+    let streams = aws_sdk_dynamodbstreams::Client::new(sdk);
+    let arn = ddb
+        .describe_table()
+        .table_name(table)
+        .send()
+        .await
+        .map_err(|e| fail(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))?
+        .table()
+        .and_then(|t| t.latest_stream_arn())
+        .map(str::to_owned)
+        .ok_or_else(|| fail("no stream".into()))?;
+    let err = |e: &dyn std::fmt::Display| fail(e.to_string());
+    let desc = streams
+        .describe_stream()
+        .stream_arn(&arn)
+        .send()
+        .await
+        .map_err(|e| err(&aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?;
+    let mut images = Vec::new();
+    for shard in desc.stream_description().map(|d| d.shards()).unwrap_or_default() {
+        let Some(id) = shard.shard_id() else { continue };
+        let mut it = streams
+            .get_shard_iterator()
+            .stream_arn(&arn)
+            .shard_id(id)
+            .shard_iterator_type(ShardIteratorType::TrimHorizon)
+            .send()
+            .await
+            .map_err(|e| err(&aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?
+            .shard_iterator;
+        while let Some(iterator) = it.take() {
+            let out = streams
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(1000)
+                .send()
+                .await
+                .map_err(|e| err(&aws_sdk_dynamodbstreams::error::DisplayErrorContext(&e)))?;
+            let records = out.records();
+            images.extend(
+                records
+                    .iter()
+                    .filter_map(|r| r.dynamodb().and_then(|d| d.new_image()))
+                    .map(|m| image_json(m).as_object().cloned().unwrap_or_default()),
+            );
+            // An open shard hands out an iterator forever: stop once it is read to its end.
+            if !records.is_empty() {
+                it = out.next_shard_iterator;
+            }
+        }
+    }
+    Ok(images)
+}
+
 async fn discover_shards(
     streams: &aws_sdk_dynamodbstreams::Client,
     stream_arn: &str,

@@ -10,6 +10,9 @@ use crate::sale::LineResult;
 /// shortage is recorded, and the webhook's answer does not wait for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OversellAlert {
+    /// The same for every copy of this alert (a retried send, a redelivered
+    /// record): a consumer keeps the first and drops the rest.
+    pub id: String,
     pub kind: &'static str,
     pub source: String,
     pub channel: String,
@@ -34,6 +37,7 @@ impl OversellAlert {
     ) -> Self {
         let lines: Vec<LineResult> = lines.into_iter().filter(|l| l.short > 0).collect();
         Self {
+            id: format!("oversell:{source}/{order}#{part}"),
             kind: "oversell",
             source,
             channel,

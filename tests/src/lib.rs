@@ -1,6 +1,8 @@
 //! Test harness: one moto server per test binary, on a free port, and a fresh,
 //! uniquely named stack (table, queues) per test, created from `template.yaml`.
 
+pub mod chaos;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
@@ -225,6 +227,13 @@ impl TestStack {
     /// Runs the template's stream trigger for `stock-fanout` with the local
     /// stream poller, invoking the handler in this process. Stops when dropped.
     pub async fn start_fanout(&self) -> Fanout {
+        self.start_flaky_fanout(0.0, 0).await
+    }
+
+    /// The same, but the function dies after its work and before its answer
+    /// in `die_rate` of its invocations (seeded), as a Lambda instance can:
+    /// the trigger retries the batch, which must have no second effect.
+    pub async fn start_flaky_fanout(&self, die_rate: f64, seed: u64) -> Fanout {
         let trigger = self
             .template
             .triggers
@@ -235,6 +244,9 @@ impl TestStack {
         let invoker = Arc::new(InProcessFanout {
             app: self.fanout_app(),
             batches: Mutex::new(Vec::new()),
+            die_rate,
+            rng: Mutex::new(fastrand::Rng::with_seed(seed)),
+            deaths: AtomicU32::new(0),
         });
         let task = tokio::spawn(stockroom_local::streams::poll_stream(
             self.sdk.clone(),
@@ -323,7 +335,6 @@ impl TestStack {
             store: self.store(),
             s3: self.s3(),
             sqs: self.sqs.clone(),
-            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
             settings: FeedSettings {
                 default_location: Location::parse("warehouse").expect("location"),
                 queue_url: env.get("FEED_QUEUE_URL").cloned(),
@@ -485,6 +496,9 @@ impl TestStack {
 pub struct InProcessFanout {
     app: stock_fanout::App,
     batches: Mutex<Vec<Value>>,
+    die_rate: f64,
+    rng: Mutex<fastrand::Rng>,
+    deaths: AtomicU32,
 }
 
 impl stockroom_local::streams::Invoke for InProcessFanout {
@@ -498,11 +512,16 @@ impl stockroom_local::streams::Invoke for InProcessFanout {
             self.batches.lock().expect("batches").push(raw.clone());
             // As the Lambda runtime does: an event that does not deserialize is a function error.
             let (function_error, body) = match serde_json::from_value(raw) {
-                Ok(event) => (
-                    false,
-                    serde_json::to_vec(&stock_fanout::handle(&self.app, event).await)
-                        .map_err(|e| e.to_string())?,
-                ),
+                Ok(event) => {
+                    let answer = stock_fanout::handle(&self.app, event).await;
+                    if self.die_rate > 0.0 && self.rng.lock().expect("rng").f64() < self.die_rate {
+                        // Died after its work, before its answer: a function error.
+                        self.deaths.fetch_add(1, Ordering::Relaxed);
+                        (true, b"the instance died".to_vec())
+                    } else {
+                        (false, serde_json::to_vec(&answer).map_err(|e| e.to_string())?)
+                    }
+                }
                 Err(e) => (true, e.to_string().into_bytes()),
             };
             Ok(Reply {
@@ -524,6 +543,11 @@ impl Fanout {
     /// Every batch the poller delivered so far, as the event JSON.
     pub fn batches(&self) -> Vec<Value> {
         self.invoker.batches.lock().expect("batches").clone()
+    }
+
+    /// Invocations that died after their work (see [`TestStack::start_flaky_fanout`]).
+    pub fn deaths(&self) -> u32 {
+        self.invoker.deaths.load(Ordering::Relaxed)
     }
 }
 

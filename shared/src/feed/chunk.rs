@@ -460,7 +460,10 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert!(stamped[0].ends_with("#line=3") && stamped[1].ends_with("#line=4"), "{stamped:?}");
+        assert!(
+            stamped[0].ends_with("#line=3") && stamped[1].ends_with("#line=4"),
+            "{stamped:?}"
+        );
         let references: Vec<&str> = a
             .writes
             .iter()

@@ -16,7 +16,7 @@ use super::report::{rejects_key, Report, ReportStatus, RowCounts, Subject};
 use super::s3::{self, Body, Head};
 use super::{FeedEffect, FeedError, FeedKey, FeedKind, FeedReader, FeedSettings, FeedSource, FeedState};
 use super::{ObjectRef, ReadOptions};
-use crate::alerts::{self, Alerts};
+use crate::alerts;
 use crate::clock;
 use crate::config::{self, Config, ConfigError};
 use crate::store::{StockStore, StoreError};
@@ -29,7 +29,6 @@ pub struct Importer {
     pub store: StockStore,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
-    pub alerts: Alerts,
     pub settings: FeedSettings,
 }
 
@@ -41,7 +40,6 @@ impl Importer {
         let sdk = config::aws().await;
         // A local emulator serves buckets by path, not by host name.
         let local = std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.trim().is_empty());
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
         Ok(Self {
             store: StockStore::from_config(&sdk, &cfg),
             s3: aws_sdk_s3::Client::from_conf(
@@ -49,8 +47,7 @@ impl Importer {
                     .force_path_style(local)
                     .build(),
             ),
-            alerts: Alerts::new(sqs.clone(), cfg.alert_queue_url),
-            sqs,
+            sqs: aws_sdk_sqs::Client::new(&sdk),
             settings,
         })
     }
@@ -331,7 +328,7 @@ impl<'a> Job<'a> {
             reason: reason.clone(),
             as_of: Some(self.options.last_modified.clone()),
         };
-        let alert = json!({"kind": "feed_held", "feed": object.key, "bucket": object.bucket,
+        let alert = json!({"id": format!("feed_held:{}", self.src.id()), "kind": "feed_held", "feed": object.key, "bucket": object.bucket,
             "etag": self.subject.etag, "supplier": self.src.supplier, "reason": reason,
             "release": release, "at": clock::now()});
         let mut report = self.report(ReportStatus::Held);
@@ -403,7 +400,7 @@ impl<'a> Job<'a> {
         report.released = self.release.clone();
         s3::put_report(&app.s3, &report).await?;
         let alert = (rejected > 0).then(|| {
-            json!({"kind": "feed_rejects", "feed": object.key, "bucket": object.bucket,
+            json!({"id": format!("feed_rejects:{}", src.id()), "kind": "feed_rejects", "feed": object.key, "bucket": object.bucket,
                 "etag": self.subject.etag, "supplier": src.supplier, "rejected": rejected,
                 "applied": report.rows.applied, "rejects": report.rejects, "report": report.key(),
                 "at": clock::now()})
@@ -433,7 +430,7 @@ async fn unreadable(
     tracing::warn!(key = %report.subject.feed, why, "unreadable feed");
     report.reason = Some(why.to_owned());
     s3::put_report(&app.s3, &report).await?;
-    let alert = json!({"kind": "feed_unreadable", "feed": report.subject.feed,
+    let alert = json!({"id": format!("feed_unreadable:{}", src.id()), "kind": "feed_unreadable", "feed": report.subject.feed,
         "bucket": report.subject.bucket, "etag": src.version, "reason": why, "at": clock::now()});
     let state = FeedState::Unreadable {
         reason: why.to_owned(),
