@@ -39,9 +39,10 @@ What each fault does, after DynamoDB's and SQS's documented behaviour:
   at-least-once delivery allows.
 
 Units are counted for every DynamoDB request, faults or not. Sizes are the
-items' DynamoDB JSON, an upper bound of DynamoDB's own item size; a query is
-charged for the items it returns (DynamoDB also charges for items a filter
-drops).
+items' DynamoDB JSON, an upper bound of DynamoDB's own item size; a read of
+a missing item costs the minimum, as DynamoDB charges it; a query is charged
+for the items it returns (DynamoDB also charges for items a filter drops); a
+cancelled transaction is not charged.
 """
 
 import io
@@ -281,10 +282,13 @@ class Faults:
             charges.append((request.get("TableName", ""), value(key.get("pk")), "read",
                             half * units(item_size(response.get("Item")), 4096)))
         elif op == "BatchGetItem":
+            # Every key read is charged, found or not (a missing item costs the minimum).
             for table, spec in request.get("RequestItems", {}).items():
                 half = 1 if spec.get("ConsistentRead") else 0.5
-                for item in response.get("Responses", {}).get(table, []):
-                    charges.append((table, value(item.get("pk")), "read", half * units(item_size(item), 4096)))
+                found = {key_of(i): i for i in response.get("Responses", {}).get(table, [])}
+                for key in spec.get("Keys", []):
+                    item = found.get(key_of(key))
+                    charges.append((table, value(key.get("pk")), "read", half * units(item_size(item), 4096)))
         elif op == "Query":
             half = 1 if request.get("ConsistentRead") else 0.5
             found = response.get("Items", [])

@@ -5,7 +5,7 @@
 //! stockroom-bench [--full] [--quick] [--only SECTIONS] [--out PATH]
 //!   --full   import 100,000 and 1,000,000-row feeds (default: 10,000 and 100,000)
 //!   --quick  a smoke run: few repetitions, small feeds (figures are rough)
-//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,feed
+//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,feed,units,capacity
 //!   --out    where to write the report (default BENCHMARKS.md at the repository root)
 //! ```
 //!
@@ -25,6 +25,7 @@ mod report;
 mod runtime_api;
 mod sizes;
 mod stats;
+mod units;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -49,7 +50,16 @@ pub enum BenchError {
 }
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 6] = ["sizes", "handler", "functions", "hot", "fanout", "feed"];
+const SECTIONS: [&str; 8] = [
+    "sizes",
+    "handler",
+    "functions",
+    "hot",
+    "fanout",
+    "feed",
+    "units",
+    "capacity",
+];
 
 /// How much to run.
 #[derive(Debug, Clone)]
@@ -63,6 +73,10 @@ struct Plan {
     /// Feed sizes: the rate is taken at the larger, memory compared between the two.
     feed_small: u64,
     feed_large: u64,
+    /// Rows of each feed the units section imports.
+    unit_feed_rows: usize,
+    /// Orders in each capacity round.
+    capacity_orders: usize,
     only: Vec<String>,
     out: PathBuf,
     command: String,
@@ -84,6 +98,8 @@ fn plan() -> Result<Plan, String> {
         fanout_sales: 100,
         feed_small: 10_000,
         feed_large: 100_000,
+        unit_feed_rows: 980,
+        capacity_orders: 1_000,
         only: vec![],
         out: stockroom_tests::root().join("BENCHMARKS.md"),
         command: "make bench".into(),
@@ -103,6 +119,8 @@ fn plan() -> Result<Plan, String> {
                 p.fanout_sales = 20;
                 p.feed_small = 2_000;
                 p.feed_large = 10_000;
+                p.unit_feed_rows = 98;
+                p.capacity_orders = 200;
             }
             "--only" => {
                 let list = args.next().ok_or("--only needs a list of sections")?;
@@ -181,6 +199,16 @@ async fn run(p: &Plan) -> Result<Report, BenchError> {
                 .sections
                 .push(feed::section(&s, p.feed_small, p.feed_large, &root).await?);
         }
+    }
+    if p.wants("units") {
+        eprintln!("units per operation...");
+        report.sections.push(units::section(p.unit_feed_rows).await?);
+    }
+    if p.wants("capacity") {
+        eprintln!("a hot SKU against the partition's capacity...");
+        report
+            .sections
+            .push(units::hot_section(p.capacity_orders, p.hot_stock).await?);
     }
     report.duration_s = started.elapsed().as_secs_f64();
     Ok(report)
