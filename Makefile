@@ -11,7 +11,7 @@ help:
 	@echo "make dev     run the whole stack locally (moto, cargo lambda watch, triggers) until Ctrl-C"
 	@echo "make demo    the last-blue-jacket story against the local stack (starts it if needed)"
 	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint, make dev's stop path"
-	@echo "make chaos   the chaos suite at length: every fault on, then every invariant (CHAOS_SCALE=10)"
+	@echo "make chaos   the chaos suite at length: every fault on, then every invariant (CHAOS_SCALE=5)"
 	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
 	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, a Python baseline -> BENCHMARKS.md"
 	@echo "             (BENCH_ARGS=--full adds the 1,000,000-row feed; BENCH_ARGS=--quick is a rough smoke run)"
@@ -48,7 +48,7 @@ sam-validate: tools
 
 # The chaos suite at length: a mixed workload under every fault the emulator
 # injects, then the invariants (`make test` runs it short).
-CHAOS_SCALE ?= 10
+CHAOS_SCALE ?= 5
 chaos: tools
 	set -o pipefail; STOCKROOM_CHAOS_SCALE=$(CHAOS_SCALE) cargo test -p stockroom-tests --test chaos -- --nocapture \
 		| grep -v '"_aws"'   # the handlers' metric records (EMF) are not the report

@@ -369,12 +369,16 @@ impl TestStack {
     ) -> Option<stockroom::aws_lambda_events::event::sqs::SqsMessage> {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
+            // A short visibility timeout: a receive whose answer is lost (the
+            // chaos suite's faults) hides its message for 20 s, not the
+            // queue's 90 minutes.
             let got = self
                 .sqs
                 .receive_message()
                 .queue_url(self.feed_queue())
                 .max_number_of_messages(1)
                 .wait_time_seconds(0)
+                .visibility_timeout(20)
                 .send()
                 .await
                 .expect("receive");
