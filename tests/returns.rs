@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use stockroom::domain::Sku;
+use stockroom::signature::sign_generic_now;
 use stockroom_tests::{
-    delivery, read, request, shopify_headers, signed, stack, stocked, url_event, web_sale, Sign, TestStack,
-    SECRET, SHOP,
+    delivery, read, request, secret_of, shopify_headers, signed, stack, stocked, url_event, web_sale, Sign,
+    TestStack, SECRET, SHOP,
 };
 
 fn refund(id: u64, order_id: u64, lines: Value) -> Vec<u8> {
@@ -423,4 +424,39 @@ async fn bad_signatures_and_malformed_returns_change_nothing() {
     // Nothing was recorded for the refused deliveries: the good one still applies.
     assert_eq!(post_refund(&app, &good).await.1["status"], "applied");
     assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(3));
+}
+
+#[tokio::test]
+async fn a_secret_works_only_on_the_endpoints_it_is_listed_for() {
+    let s = stocked("JKT-BLUE-M", "warehouse", 1).await;
+    let app = s.return_app();
+    let body = refund(9100, 7100, json!([refund_line("JKT-BLUE-M", 5, "return", None)]));
+    let mut headers = shopify_headers(
+        &body,
+        &secret_of("sales-only.myshopify.com"),
+        "refunds/create",
+        "w",
+    );
+    headers[1] = ("X-Shopify-Shop-Domain", "sales-only.myshopify.com".to_owned());
+    let (status, err) = read(return_processor::handle(&app, delivery(&body, &headers)).await);
+    assert_eq!(
+        (status, err["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{err}"
+    );
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not post to returns"),
+        "{err}"
+    );
+    // A channel's secret cannot post a return in a returns source's name.
+    let desk = serde_json::to_vec(&json!({"return_id": "X-1", "source": "returns-desk",
+        "lines": [{"sku": "JKT-BLUE-M", "quantity": 1000000, "condition": "resellable"}]}))
+    .unwrap();
+    let sig = sign_generic_now(secret_of("channel:pos").as_bytes(), &desk);
+    let req = delivery(&desk, &[("X-Stockroom-Signature", sig)]);
+    assert_eq!(read(return_processor::handle(&app, req).await).0, 401);
+    assert_eq!(s.available("JKT-BLUE-M", "warehouse").await, Some(1));
 }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use stockroom::signature::sign_generic;
-use stockroom_tests::{delivery, read, shopify_headers, signed, stack, stocked, Sign, SECRET};
+use stockroom::signature::{sign_generic, sign_generic_now, sign_shopify};
+use stockroom_tests::{delivery, read, secret_of, shopify_headers, signed, stack, stocked, Sign, SECRET};
 
 fn generic(order_id: &str, lines: Value) -> Vec<u8> {
     serde_json::to_vec(&json!({"channel": "marketplace", "order_id": order_id, "lines": lines})).unwrap()
@@ -182,11 +182,100 @@ async fn bad_signatures_are_refused_and_change_nothing() {
     // Generic: no header, and a wrong one.
     let g = generic("g-1", json!([{"sku": "CAP", "quantity": 1}]));
     assert_eq!(read(sale_webhook::handle(&app, delivery(&g, &[])).await).0, 401);
-    let bad = sign_generic(b"wrong", &g);
+    let bad = sign_generic_now(b"wrong-secret-0123456789", &g);
     let req = delivery(&g, &[("X-Stockroom-Signature", bad)]);
     assert_eq!(read(sale_webhook::handle(&app, req).await).0, 401);
 
     assert_eq!(s.available("CAP", "warehouse").await, Some(4));
+}
+
+#[tokio::test]
+async fn only_a_known_sender_with_its_own_fresh_signature_is_let_in() {
+    let s = stocked("CAP", "pos", 4).await;
+    let app = s.sale_app();
+    let refused = |body: Vec<u8>, sig: String| {
+        let app = &app;
+        async move {
+            let (status, err) =
+                read(sale_webhook::handle(app, delivery(&body, &[("X-Stockroom-Signature", sig)])).await);
+            assert_eq!(
+                (status, err["error"].as_str()),
+                (401, Some("unauthorized")),
+                "{err}"
+            );
+            err["message"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let sale = |channel: &str, id: &str| {
+        serde_json::to_vec(&json!({"channel": channel, "order_id": id, "location": "pos",
+            "lines": [{"sku": "CAP", "quantity": 1}]}))
+        .unwrap()
+    };
+    // An unknown sender: no default secret lets it in.
+    let body = sale("stranger", "U-1");
+    let msg = refused(
+        body.clone(),
+        sign_generic_now(b"test-secret-of-channel:stranger", &body),
+    )
+    .await;
+    assert!(msg.contains("unknown sender"), "{msg}");
+    // A padded name is the sender it normalises to: only pos's secret signs as pos...
+    let padded = sale(" pos", "P-1");
+    let as_marketplace = sign_generic_now(secret_of("channel:marketplace").as_bytes(), &padded);
+    assert!(refused(padded.clone(), as_marketplace)
+        .await
+        .contains("does not match"));
+    // ...and a sale signed by pos is recorded under pos, whatever padding it had.
+    let signed_by_pos = sign_generic_now(secret_of("channel:pos").as_bytes(), &padded);
+    let (status, out) = read(
+        sale_webhook::handle(
+            &app,
+            delivery(&padded, &[("X-Stockroom-Signature", signed_by_pos)]),
+        )
+        .await,
+    );
+    assert_eq!((status, out["status"].as_str()), (200, Some("applied")), "{out}");
+    let receipt = s
+        .store()
+        .item(&stockroom::keys::Key::new("RECEIPT#order#pos#P-1", "PART#0000"))
+        .await
+        .unwrap();
+    assert!(receipt.is_some(), "recorded in pos's namespace");
+    // A returns desk's secret cannot post a sale.
+    let body = sale("returns-desk", "D-1");
+    let by_desk = sign_generic_now(secret_of("source:returns-desk").as_bytes(), &body);
+    assert!(refused(body, by_desk)
+        .await
+        .contains("unknown sender \"channel:returns-desk\""));
+    // A captured request cannot be replayed once its time is past.
+    let body = sale("pos", "R-1");
+    let old = stockroom::clock::epoch_seconds() - 301;
+    let stale = sign_generic(secret_of("channel:pos").as_bytes(), &body, old);
+    assert!(refused(body.clone(), stale).await.contains("replayed"));
+    // The old form, without a time, is refused.
+    let unsigned_time = sign_generic_now(secret_of("channel:pos").as_bytes(), &body);
+    let old_form = unsigned_time
+        .split_once(',')
+        .map(|(_, sig)| sig.to_owned())
+        .unwrap();
+    assert!(refused(body, old_form).await.contains("not well formed"));
+    // A shop unknown to the secrets is refused, whatever it signs with.
+    let shopify =
+        serde_json::to_vec(&json!({"id": 9, "line_items": [{"sku": "CAP", "quantity": 1}]})).unwrap();
+    let headers = vec![
+        ("X-Shopify-Hmac-Sha256", sign_shopify(SECRET.as_bytes(), &shopify)),
+        ("X-Shopify-Shop-Domain", "someone-else.myshopify.com".to_owned()),
+        ("X-Shopify-Topic", "orders/create".to_owned()),
+    ];
+    assert_eq!(
+        read(sale_webhook::handle(&app, delivery(&shopify, &headers)).await).0,
+        401
+    );
+    assert_eq!(
+        s.available("CAP", "pos").await,
+        Some(3),
+        "only pos's own sale took stock"
+    );
 }
 
 #[tokio::test]

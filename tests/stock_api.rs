@@ -162,6 +162,7 @@ async fn the_ledger_lists_every_change_newest_first_in_pages() {
     }
     let sale = stockroom::wire::generic::parse_sale(
         br#"{"channel": "pos", "order_id": "T-9", "lines": [{"sku": "CAP", "quantity": 1}]}"#,
+        "pos",
         &TestStack::rules(),
     )
     .unwrap();
@@ -244,4 +245,56 @@ async fn concurrent_adjustments_all_land_in_the_ledger() {
         .collect();
     // Every adjustment saw a distinct figure: no two raced on the same version.
     assert_eq!(afters, (0..=20).collect());
+}
+
+#[tokio::test]
+async fn writes_need_a_listed_principal_and_reads_do_not() {
+    let s = stocked("CAP", "shop-1", 2).await;
+    let mut app = s.api_app();
+    app.writers = stockroom::api::Writers::parse("arn:aws:iam::123456789012:role/ops-*");
+    let as_caller = |arn: Option<&str>, method: &str, path: &str, body: Value| {
+        let body = serde_json::to_vec(&body).unwrap();
+        let mut event = url_event(method, path, &[], &[], &body);
+        if let Some(arn) = arn {
+            event["requestContext"]["authorizer"] = json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012",
+                "callerId": "AROA:ops", "userArn": arn, "userId": "AROA:ops"}});
+        }
+        request(event)
+    };
+    let adjustment =
+        json!({"sku": "CAP", "location": "shop-1", "delta": 1, "reason": "found", "actor": "body-actor"});
+    // No identity: no write, whatever the body says.
+    let (status, err) =
+        read(stock_api::handle(&app, as_caller(None, "POST", "/adjustments", adjustment.clone())).await);
+    assert_eq!((status, err["error"].as_str()), (403, Some("forbidden")), "{err}");
+    // An identity not on the list.
+    let outsider = Some("arn:aws:iam::123456789012:user/intern");
+    let (status, _) = read(
+        stock_api::handle(
+            &app,
+            as_caller(outsider, "POST", "/adjustments", adjustment.clone()),
+        )
+        .await,
+    );
+    assert_eq!(status, 403);
+    let release = json!({"feed": "feeds/acme/stock/a.csv", "etag": "e", "reason": "r"});
+    assert_eq!(
+        read(stock_api::handle(&app, as_caller(outsider, "POST", "/feeds/release", release)).await).0,
+        403
+    );
+    assert_eq!(s.available("CAP", "shop-1").await, Some(2));
+    // Reads stay open.
+    assert_eq!(
+        read(stock_api::handle(&app, as_caller(None, "GET", "/stock/CAP", Value::Null)).await).0,
+        200
+    );
+    // A listed principal writes, and it is the actor, not the body.
+    let ops = Some("arn:aws:sts::123456789012:assumed-role/ops-admin/maria");
+    app.writers = stockroom::api::Writers::parse("arn:aws:sts::123456789012:assumed-role/ops-*");
+    let (status, out) =
+        read(stock_api::handle(&app, as_caller(ops, "POST", "/adjustments", adjustment)).await);
+    assert_eq!(status, 200, "{out}");
+    assert_eq!(s.available("CAP", "shop-1").await, Some(3));
+    let (_, page) = call(&s, "GET", "/stock/CAP/ledger", &[], None).await;
+    assert_eq!(page["entries"][0]["actor"], ops.unwrap());
 }

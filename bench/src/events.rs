@@ -4,8 +4,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 use stockroom::aws_sdk_dynamodb::types::AttributeValue;
-use stockroom::signature::sign_generic;
-use stockroom_tests::{url_event, SECRET};
+use stockroom_tests::{generic_signature, url_event};
 
 fn bytes(v: &Value) -> Vec<u8> {
     v.to_string().into_bytes()
@@ -13,7 +12,7 @@ fn bytes(v: &Value) -> Vec<u8> {
 
 fn signed(path: &str, body: &Value) -> Vec<u8> {
     let body = body.to_string();
-    let sig = sign_generic(SECRET.as_bytes(), body.as_bytes());
+    let sig = generic_signature(body.as_bytes());
     bytes(&url_event(
         "POST",
         path,

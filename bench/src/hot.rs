@@ -22,10 +22,9 @@ use std::time::Instant;
 use stockroom::aws_sdk_dynamodb::types::AttributeValue;
 use stockroom::aws_sdk_dynamodb::Client;
 use stockroom::domain::Actor;
-use stockroom::signature::WebhookSecrets;
 use stockroom::store::StockStore;
 use stockroom::wire::generic::parse_sale as parse_generic;
-use stockroom_tests::{read, TestStack, SECRET};
+use stockroom_tests::{read, TestStack};
 
 use crate::events;
 use crate::proxy::{mix, TimingProxy};
@@ -137,7 +136,7 @@ impl Contenders {
         sale_webhook::App {
             store: StockStore::new(ddb.clone(), table, 35),
             rules: TestStack::rules(),
-            secrets: WebhookSecrets::parse(SECRET),
+            secrets: stockroom_tests::secrets(),
         }
     }
 
@@ -199,7 +198,7 @@ impl Contenders {
         let tasks = (0..orders)
             .map(|i| {
                 let body = events::order_body(&format!("{sku}-{i}"), sku, 1, 1).to_string();
-                let order = parse_generic(body.as_bytes(), &self.app.rules)
+                let order = parse_generic(body.as_bytes(), "web", &self.app.rules)
                     .map_err(|e| BenchError::Runtime(e.to_string()))?;
                 let items = self
                     .app

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use stockroom_tests::{emulator, TestStack, SECRET};
+use stockroom_tests::{emulator, secrets_json, TestStack};
 use tokio::process::{Child, Command};
 
 use crate::runtime_api::{Answer, RuntimeApi};
@@ -72,13 +72,14 @@ impl Program {
 /// The environment a function gets in the cloud, pointed at the local stack.
 pub fn environment(s: &TestStack, logical_id: &str, memory_mb: u32) -> BTreeMap<String, String> {
     let mut env = s.template.function_env(logical_id, &s.stack);
+    let secrets = secrets_json();
     for (k, v) in [
         ("AWS_ENDPOINT_URL", emulator().endpoint.as_str()),
         ("AWS_REGION", "us-east-1"),
         ("AWS_DEFAULT_REGION", "us-east-1"),
         ("AWS_ACCESS_KEY_ID", "bench"),
         ("AWS_SECRET_ACCESS_KEY", "bench"),
-        ("WEBHOOK_SECRET", SECRET),
+        ("WEBHOOK_SECRET", secrets.as_str()),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
         ("AWS_LAMBDA_LOG_FORMAT", "JSON"),
         ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/bench"),

@@ -7,11 +7,13 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
-use stockroom::signature::{sign_generic, sign_shopify};
+use stockroom::signature::{sign_generic_now, sign_shopify};
 
 use crate::http::{HttpClient, HttpError, Reply};
 
 const SKU: &str = "JKT-BLUE-M";
+/// The demo's Shopify store, as `infra/local.env`'s secrets name it.
+const SHOP: &str = "stockroom-demo.myshopify.com";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -19,6 +21,8 @@ pub enum DemoError {
     Http(#[from] HttpError),
     #[error("{0} is not set in infra/local.env")]
     Missing(&'static str),
+    #[error("infra/local.env's WEBHOOK_SECRET lists no sender {0}")]
+    NoSender(String),
     #[error("unexpected answer from {what}: {status} {body}")]
     Unexpected { what: String, status: u16, body: String },
 }
@@ -26,7 +30,8 @@ pub enum DemoError {
 pub struct Demo {
     http: HttpClient,
     base: String,
-    secret: String,
+    /// Each sender's secret, by its name.
+    secrets: HashMap<String, String>,
     shop_location_id: String,
     alert_queue: Option<String>,
     sqs: aws_sdk_sqs::Client,
@@ -52,6 +57,14 @@ fn expect(what: &str, reply: &Reply, ok: &[u16]) -> Result<Value, DemoError> {
 }
 
 impl Demo {
+    /// The secret of one sender.
+    fn secret(&self, name: &str) -> Result<&[u8], DemoError> {
+        self.secrets
+            .get(name)
+            .map(|s| s.as_bytes())
+            .ok_or_else(|| DemoError::NoSender(name.to_owned()))
+    }
+
     pub fn new(
         env: &HashMap<String, String>,
         base: &str,
@@ -59,10 +72,17 @@ impl Demo {
         channel_queues: Vec<(String, String)>,
         feed_bucket: Option<String>,
     ) -> Result<Self, DemoError> {
-        let secret = env
+        // Each sender signs with its own secret: the shop, the till, the desk.
+        let secrets: HashMap<String, String> = env
             .get("WEBHOOK_SECRET")
-            .cloned()
-            .ok_or(DemoError::Missing("WEBHOOK_SECRET"))?;
+            .and_then(|raw| serde_json::from_str::<HashMap<String, serde_json::Value>>(raw).ok())
+            .map(|senders| {
+                senders
+                    .into_iter()
+                    .filter_map(|(name, entry)| Some((name, entry["secret"].as_str()?.to_owned())))
+                    .collect()
+            })
+            .ok_or(DemoError::Missing("WEBHOOK_SECRET (a JSON object of senders)"))?;
         // The Shopify location id the local config maps to the downtown shop.
         let shop_location_id = env
             .get("SHOPIFY_LOCATIONS")
@@ -76,7 +96,7 @@ impl Demo {
         Ok(Self {
             http: HttpClient::new(Duration::from_secs(60)),
             base: base.trim_end_matches('/').to_owned(),
-            secret,
+            secrets,
             shop_location_id,
             alert_queue: env.get("ALERT_QUEUE_URL").cloned(),
             sqs: aws_sdk_sqs::Client::new(sdk),
@@ -158,18 +178,15 @@ impl Demo {
         let shopify_headers = vec![
             ("content-type", "application/json".to_owned()),
             ("x-shopify-topic", "orders/create".to_owned()),
-            ("x-shopify-shop-domain", "stockroom-demo.myshopify.com".to_owned()),
+            ("x-shopify-shop-domain", SHOP.to_owned()),
             ("x-shopify-webhook-id", format!("demo-{run}")),
-            (
-                "x-shopify-hmac-sha256",
-                sign_shopify(self.secret.as_bytes(), &online),
-            ),
+            ("x-shopify-hmac-sha256", sign_shopify(self.secret(SHOP)?, &online)),
         ];
         let pos_headers = vec![
             ("content-type", "application/json".to_owned()),
             (
                 "x-stockroom-signature",
-                sign_generic(self.secret.as_bytes(), &till),
+                sign_generic_now(self.secret("channel:pos")?, &till),
             ),
         ];
         let url = self.url("sale-webhook", "/");
@@ -228,11 +245,8 @@ impl Demo {
         let refund_headers = vec![
             ("content-type", "application/json".to_owned()),
             ("x-shopify-topic", "refunds/create".to_owned()),
-            ("x-shopify-shop-domain", "stockroom-demo.myshopify.com".to_owned()),
-            (
-                "x-shopify-hmac-sha256",
-                sign_shopify(self.secret.as_bytes(), &refund),
-            ),
+            ("x-shopify-shop-domain", SHOP.to_owned()),
+            ("x-shopify-hmac-sha256", sign_shopify(self.secret(SHOP)?, &refund)),
         ];
         let url = self.url("return-processor", "/");
         let r = self.http.send("POST", &url, &refund_headers, refund).await?;
@@ -261,7 +275,7 @@ impl Demo {
             ("content-type", "application/json".to_owned()),
             (
                 "x-stockroom-signature",
-                sign_generic(self.secret.as_bytes(), &desk),
+                sign_generic_now(self.secret("source:returns-desk")?, &desk),
             ),
         ];
         let d = self.http.send("POST", &url, &desk_headers, desk).await?;

@@ -49,12 +49,89 @@ pub fn percent_decode(raw: &str) -> Option<String> {
         .map(|s| s.into_owned())
 }
 
-/// A store failure: 503 `busy` under contention, else 500 `internal`.
+/// A store failure: 503 `busy` under contention, else 500 `internal`. The
+/// answer says only that it is safe to retry; what failed is logged.
 pub fn store_failure(e: StoreError) -> Response<String> {
+    tracing::error!(error = %e, "store failed");
     match e {
-        StoreError::Contention(_) => error(StatusCode::SERVICE_UNAVAILABLE, "busy", e),
-        _ => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        StoreError::Contention(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "the stock is busy; retry: a retried request changes stock once",
+        ),
+        _ => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "something failed on our side; retry: a retried request changes stock once",
+        ),
     }
+}
+
+/// Who may write through the stock API (adjustments, feed releases): reads
+/// are open to whoever may invoke its URL; writes need more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Writers {
+    /// Principals whose IAM ARN is listed (a trailing `*` matches any rest).
+    /// Empty: nobody writes.
+    Listed(Vec<String>),
+    /// The local stack, which has no IAM: writes carry no identity and name
+    /// their actor in the body. Only when the local settings say so.
+    Anonymous,
+}
+
+/// Why a write is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Forbidden {
+    #[error("writes need an IAM identity (a SigV4-signed request)")]
+    NoIdentity,
+    #[error("{0} may not write through the stock API (not on STOCK_API_WRITERS)")]
+    NotListed(String),
+}
+
+impl Writers {
+    /// `STOCK_API_WRITERS`: comma-separated ARNs; `STOCK_API_ANONYMOUS_WRITES=local`
+    /// (the local stack's settings) lets writes without an identity through.
+    pub fn from_env() -> Self {
+        if crate::config::var("STOCK_API_ANONYMOUS_WRITES").as_deref() == Some("local") {
+            return Writers::Anonymous;
+        }
+        Writers::parse(&crate::config::var("STOCK_API_WRITERS").unwrap_or_default())
+    }
+
+    pub fn parse(raw: &str) -> Self {
+        Writers::Listed(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        )
+    }
+
+    /// Whether the caller (its IAM ARN, if the request had one) may write.
+    pub fn check(&self, identity: Option<&str>) -> Result<(), Forbidden> {
+        match (self, identity) {
+            (Writers::Anonymous, _) => Ok(()),
+            (Writers::Listed(_), None) => Err(Forbidden::NoIdentity),
+            (Writers::Listed(patterns), Some(arn)) => {
+                let listed = patterns.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => arn.starts_with(prefix),
+                    None => arn == p,
+                });
+                if listed {
+                    Ok(())
+                } else {
+                    Err(Forbidden::NotListed(arn.to_owned()))
+                }
+            }
+        }
+    }
+}
+
+/// A refused write: 403 with what was missing.
+pub fn forbidden(e: Forbidden) -> Response<String> {
+    tracing::warn!(error = %e, "write refused");
+    error(StatusCode::FORBIDDEN, "forbidden", e)
 }
 
 /// The caller's IAM identity, when a function URL is IAM-authenticated.
@@ -95,6 +172,24 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(r.body()).unwrap();
         assert_eq!(v["error"], "bad_request");
         assert_eq!(v["message"], "quantity: nope");
+    }
+
+    #[test]
+    fn only_listed_principals_write_and_never_without_an_identity() {
+        let w = Writers::parse(" arn:aws:iam::1:role/ops-*, arn:aws:iam::1:user/maria ,");
+        assert_eq!(w.check(Some("arn:aws:iam::1:role/ops-admin")), Ok(()));
+        assert_eq!(w.check(Some("arn:aws:iam::1:user/maria")), Ok(()));
+        assert!(matches!(
+            w.check(Some("arn:aws:iam::1:user/mario")),
+            Err(Forbidden::NotListed(_))
+        ));
+        assert_eq!(w.check(None), Err(Forbidden::NoIdentity));
+        assert_eq!(
+            Writers::parse("").check(Some("arn:aws:iam::1:user/maria")),
+            Err(Forbidden::NotListed("arn:aws:iam::1:user/maria".into()))
+        );
+        assert_eq!(Writers::Anonymous.check(None), Ok(()));
+        assert_eq!(forbidden(Forbidden::NoIdentity).status(), 403);
     }
 
     #[test]

@@ -170,9 +170,15 @@ pub async fn webhook_secrets(sdk: &aws_config::SdkConfig) -> Result<WebhookSecre
             arn: arn.clone(),
             message: "the secret has no string value".into(),
         })?;
-        return Ok(WebhookSecrets::parse(raw));
+        return WebhookSecrets::parse(raw).map_err(|e| ConfigError::Invalid {
+            name: "WEBHOOK_SECRET_ARN",
+            message: e.to_string(),
+        });
     }
-    Ok(WebhookSecrets::parse(&required("WEBHOOK_SECRET")?))
+    WebhookSecrets::parse(&required("WEBHOOK_SECRET")?).map_err(|e| ConfigError::Invalid {
+        name: "WEBHOOK_SECRET",
+        message: e.to_string(),
+    })
 }
 
 #[cfg(test)]

@@ -1,11 +1,31 @@
-//! Webhook signatures: Shopify's base64 HMAC and Stockroom's generic hex HMAC,
-//! both HMAC-SHA256 over the raw body, compared in constant time.
+//! Webhook senders and their signatures.
+//!
+//! Every sender is known by name and holds its own secret, good for the
+//! endpoints it is listed for: a Shopify shop (`<shop>.myshopify.com`), a
+//! channel (`channel:<name>`, e.g. a POS or a marketplace) or a returns
+//! source (`source:<name>`, e.g. the returns desk). There is no fallback: an
+//! unknown sender, or a secret used on an endpoint it is not for, is refused.
+//!
+//! - Shopify signs the raw body: `X-Shopify-Hmac-Sha256` is the base64
+//!   HMAC-SHA256 of it; `X-Shopify-Shop-Domain` names the shop.
+//! - Stockroom's generic format signs a timestamp with the body:
+//!   `X-Stockroom-Signature: t=<unix seconds>,sha256=<hex HMAC-SHA256 of
+//!   "<t>.<raw body>">`, refused more than five minutes from now, so a
+//!   captured request cannot be replayed later. The sender is the body's
+//!   channel (sales) or source (returns), read before the signature is
+//!   checked and trusted only after; the name is normalised once and the
+//!   event is recorded under exactly that name.
+//!
+//! Both are compared in constant time.
 
 use std::collections::HashMap;
 
 use base64::Engine;
 use hmac::{Hmac, Mac};
+use serde::Deserialize;
 use sha2::Sha256;
+
+use crate::domain::Location;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -15,21 +35,54 @@ pub const SHOPIFY_HMAC_HEADER: &str = "x-shopify-hmac-sha256";
 pub const SHOPIFY_SHOP_HEADER: &str = "x-shopify-shop-domain";
 /// Header naming the Shopify webhook topic.
 pub const SHOPIFY_TOPIC_HEADER: &str = "x-shopify-topic";
-/// Header carrying the generic signature: `sha256=<hex>`.
+/// Header carrying the generic signature: `t=<unix seconds>,sha256=<hex>`.
 pub const STOCKROOM_SIGNATURE_HEADER: &str = "x-stockroom-signature";
+/// How far a generic signature's time may be from now, either way.
+pub const MAX_SKEW_SECONDS: i64 = 300;
+
+/// What a sender may post to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Endpoint {
+    /// `sale-webhook`.
+    Sales,
+    /// `return-processor`.
+    Returns,
+    /// Edits made in a channel's own admin.
+    ChannelEvents,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Sales => "sales",
+            Endpoint::Returns => "returns",
+            Endpoint::ChannelEvents => "channel-events",
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     #[error("missing signature header")]
     Missing,
-    #[error("signature header is not well formed")]
-    Malformed,
+    #[error("signature header is not well formed: expected {0}")]
+    Malformed(&'static str),
     #[error("signature does not match")]
     Mismatch,
-    #[error("no webhook secret is configured for {0:?}")]
-    NoSecret(String),
+    #[error("the signature's time is more than {MAX_SKEW_SECONDS} s from now: a stale or replayed request")]
+    Stale,
+    #[error("unknown sender {0:?}")]
+    UnknownSender(String),
+    #[error("sender {sender:?} may not post to {endpoint}")]
+    NotAllowed { sender: String, endpoint: &'static str },
     #[error("missing X-Shopify-Shop-Domain: the shop picks the secret")]
     MissingShop,
+    #[error("the body names no sender: {0}")]
+    NoSender(String),
+    /// Not JSON at all: it cannot name its sender (answered as bad input).
+    #[error("body: not valid JSON: {0}")]
+    NotJson(String),
 }
 
 /// Who sent a webhook, once its signature has checked out.
@@ -37,23 +90,40 @@ pub enum SignatureError {
 pub enum Sender {
     /// A Shopify delivery: the shop domain (lower case) and `X-Shopify-Topic`.
     Shopify { shop: String, topic: Option<String> },
-    /// A generic delivery signed with `X-Stockroom-Signature`, by the secret of `source`.
-    Generic { source: String },
+    /// A generic delivery, by the channel or returns source it names
+    /// (normalised: the name its secret is listed under, without its prefix).
+    Generic { name: String },
 }
 
-/// Checks a webhook's signature the way its headers say it was sent.
-///
-/// Shopify deliveries (`X-Shopify-Hmac-Sha256` or `X-Shopify-Shop-Domain`)
-/// are checked with the shop's secret. Anything else needs
-/// `X-Stockroom-Signature`; the secret is picked by the body's `source_field`
-/// (read before the signature is checked, trusted only after), falling back
-/// to `default_source` and then to the default secret.
+/// How a function's generic senders are named.
+#[derive(Debug, Clone, Copy)]
+pub struct GenericSenders {
+    /// The body field naming the sender (`channel`, `source`).
+    pub field: &'static str,
+    /// The prefix of its name among the secrets (`channel`, `source`).
+    pub kind: &'static str,
+    /// The sender of a body that names none, if there is one.
+    pub default: Option<&'static str>,
+}
+
+/// A sender's name as the body gives it, normalised once: surrounding
+/// blanks dropped, a slug of `a-z`, `0-9`, `-` or `_`.
+pub fn sender_slug(raw: &str, field: &'static str) -> Result<String, crate::domain::InvalidInput> {
+    Location::parse(raw)
+        .map(|l| l.to_string())
+        .map_err(|_| crate::domain::InvalidInput::field(field, "must be a slug of a-z, 0-9, '-' or '_'"))
+}
+
+/// Checks a webhook's signature the way its headers say it was sent, by the
+/// secret of exactly the sender it names, for `endpoint`; `now` is the time
+/// in unix seconds.
 pub fn authenticate(
     headers: &http::HeaderMap,
     body: &[u8],
     secrets: &WebhookSecrets,
-    source_field: &str,
-    default_source: &str,
+    endpoint: Endpoint,
+    generic: GenericSenders,
+    now: i64,
 ) -> Result<Sender, SignatureError> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     if header(SHOPIFY_HMAC_HEADER).is_some() || header(SHOPIFY_SHOP_HEADER).is_some() {
@@ -61,79 +131,139 @@ pub fn authenticate(
             .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
             .ok_or(SignatureError::MissingShop)?;
-        verify_shopify(secrets.for_source(&shop)?, body, header(SHOPIFY_HMAC_HEADER))?;
+        verify_shopify(
+            secrets.secret(&shop, endpoint)?,
+            body,
+            header(SHOPIFY_HMAC_HEADER),
+        )?;
         return Ok(Sender::Shopify {
             shop,
             topic: header(SHOPIFY_TOPIC_HEADER).map(|t| t.trim().to_owned()),
         });
     }
     let sig = header(STOCKROOM_SIGNATURE_HEADER).ok_or(SignatureError::Missing)?;
-    let source = serde_json::from_slice::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| v.get(source_field).and_then(|c| c.as_str()).map(str::to_owned))
-        .unwrap_or_else(|| default_source.to_owned());
-    verify_generic(secrets.for_source(&source)?, body, Some(sig))?;
-    Ok(Sender::Generic { source })
+    let named = serde_json::from_slice::<serde_json::Value>(body)
+        .map_err(|e| SignatureError::NotJson(e.to_string()))?
+        .get(generic.field)
+        .cloned();
+    let raw = match named {
+        Some(serde_json::Value::String(s)) => s,
+        None | Some(serde_json::Value::Null) => generic
+            .default
+            .map(str::to_owned)
+            .ok_or_else(|| SignatureError::NoSender(format!("{} is required", generic.field)))?,
+        Some(_) => {
+            return Err(SignatureError::NoSender(format!(
+                "{} must be a string",
+                generic.field
+            )))
+        }
+    };
+    let name = sender_slug(&raw, generic.field).map_err(|e| SignatureError::NoSender(e.to_string()))?;
+    let full = format!("{}:{name}", generic.kind);
+    verify_generic(secrets.secret(&full, endpoint)?, body, Some(sig), now)?;
+    Ok(Sender::Generic { name })
 }
 
-/// The webhook secrets: one default, optionally one per shop domain or channel.
+/// One sender's secret and the endpoints it may post to.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    secret: String,
+    endpoints: Vec<Endpoint>,
+}
+
+/// The webhook secrets: one entry per sender, no default.
 ///
-/// Read from a plain string (one secret for every source) or a JSON object
-/// `{"default": "...", "example.myshopify.com": "...", "pos": "..."}`.
+/// Read from JSON: `{"<shop>.myshopify.com": {"secret": "...", "endpoints":
+/// ["sales", "returns"]}, "channel:pos": {...}, "source:returns-desk": {...}}`.
 #[derive(Clone, Default)]
 pub struct WebhookSecrets {
-    default: Option<Vec<u8>>,
-    by_source: HashMap<String, Vec<u8>>,
+    senders: HashMap<String, Entry>,
 }
 
 impl std::fmt::Debug for WebhookSecrets {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print secret material.
-        f.debug_struct("WebhookSecrets")
-            .field("default", &self.default.is_some())
-            .field("sources", &self.by_source.keys().collect::<Vec<_>>())
-            .finish()
+        let mut names: Vec<&String> = self.senders.keys().collect();
+        names.sort();
+        f.debug_struct("WebhookSecrets").field("senders", &names).finish()
+    }
+}
+
+/// Why the secrets' configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("webhook secrets: {0}")]
+pub struct SecretsError(String);
+
+/// Whether `name` is a sender's name as the secrets list it.
+fn valid_name(name: &str) -> bool {
+    let slug = |s: &str| Location::parse(s).is_ok_and(|l| l.as_str() == s);
+    match name.split_once(':') {
+        Some(("channel" | "source", rest)) => slug(rest),
+        Some(_) => false,
+        // A shop's domain, lower case.
+        None => {
+            !name.is_empty()
+                && name.contains('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-')
+        }
     }
 }
 
 impl WebhookSecrets {
-    pub fn parse(raw: &str) -> Self {
-        let trimmed = raw.trim();
-        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(trimmed) {
-            let mut out = Self::default();
-            for (k, v) in map {
-                if let Some(s) = v.as_str().filter(|s| !s.is_empty()) {
-                    if k == "default" {
-                        out.default = Some(s.as_bytes().to_vec());
-                    } else {
-                        out.by_source
-                            .insert(k.to_ascii_lowercase(), s.as_bytes().to_vec());
-                    }
-                }
+    /// Parses the JSON; every name must be a shop's domain (lower case),
+    /// `channel:<slug>` or `source:<slug>`, every secret at least 16
+    /// characters, every sender listed for at least one endpoint.
+    pub fn parse(raw: &str) -> Result<Self, SecretsError> {
+        let senders: HashMap<String, Entry> = serde_json::from_str(raw.trim()).map_err(|e| {
+            SecretsError(format!(
+                "expected a JSON object of senders, each {{\"secret\", \"endpoints\"}}: {e}"
+            ))
+        })?;
+        for (name, entry) in &senders {
+            if !valid_name(name) {
+                return Err(SecretsError(format!(
+                    "{name:?} is not a sender: use <shop>.myshopify.com, channel:<name> or source:<name>"
+                )));
             }
-            return out;
+            if entry.secret.len() < 16 {
+                return Err(SecretsError(format!(
+                    "{name}: the secret must be at least 16 characters"
+                )));
+            }
+            if entry.endpoints.is_empty() {
+                return Err(SecretsError(format!("{name}: list the endpoints it may post to")));
+            }
         }
-        Self {
-            default: (!trimmed.is_empty()).then(|| trimmed.as_bytes().to_vec()),
-            by_source: HashMap::new(),
-        }
+        Ok(Self { senders })
     }
 
-    /// The secret for a shop domain or channel, falling back to the default.
-    pub fn for_source(&self, source: &str) -> Result<&[u8], SignatureError> {
-        self.by_source
-            .get(&source.to_ascii_lowercase())
-            .or(self.default.as_ref())
-            .map(Vec::as_slice)
-            .ok_or_else(|| SignatureError::NoSecret(source.into()))
+    /// The secret of exactly `name`, if it may post to `endpoint`.
+    pub fn secret(&self, name: &str, endpoint: Endpoint) -> Result<&[u8], SignatureError> {
+        let entry = self
+            .senders
+            .get(name)
+            .ok_or_else(|| SignatureError::UnknownSender(name.to_owned()))?;
+        if !entry.endpoints.contains(&endpoint) {
+            return Err(SignatureError::NotAllowed {
+                sender: name.to_owned(),
+                endpoint: endpoint.as_str(),
+            });
+        }
+        Ok(entry.secret.as_bytes())
     }
 }
 
-fn mac(secret: &[u8], body: &[u8]) -> HmacSha256 {
+fn mac(secret: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     // HMAC accepts keys of any length; this cannot fail.
     let mut m = <HmacSha256 as Mac>::new_from_slice(secret)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    m.update(body);
+    for part in parts {
+        m.update(part);
+    }
     m
 }
 
@@ -145,44 +275,96 @@ pub fn verify_shopify(secret: &[u8], body: &[u8], header: Option<&str>) -> Resul
         .ok_or(SignatureError::Missing)?;
     let expected = base64::engine::general_purpose::STANDARD
         .decode(header)
-        .map_err(|_| SignatureError::Malformed)?;
-    mac(secret, body)
+        .map_err(|_| SignatureError::Malformed("base64"))?;
+    mac(secret, &[body])
         .verify_slice(&expected)
         .map_err(|_| SignatureError::Mismatch)
 }
 
-/// Checks `X-Stockroom-Signature: sha256=<hex of HMAC-SHA256(body, secret)>`.
-pub fn verify_generic(secret: &[u8], body: &[u8], header: Option<&str>) -> Result<(), SignatureError> {
+/// Checks `X-Stockroom-Signature: t=<unix seconds>,sha256=<hex of
+/// HMAC-SHA256("<t>.<body>", secret)>`, and that `t` is within
+/// [`MAX_SKEW_SECONDS`] of `now`.
+pub fn verify_generic(
+    secret: &[u8],
+    body: &[u8],
+    header: Option<&str>,
+    now: i64,
+) -> Result<(), SignatureError> {
     let header = header
         .map(str::trim)
         .filter(|h| !h.is_empty())
         .ok_or(SignatureError::Missing)?;
-    let hex_sig = header.strip_prefix("sha256=").ok_or(SignatureError::Malformed)?;
-    let expected = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed)?;
-    mac(secret, body)
+    const FORM: &str = "t=<unix seconds>,sha256=<hex>";
+    let (t, hex_sig) = header
+        .split_once(',')
+        .and_then(|(t, s)| Some((t.trim().strip_prefix("t=")?, s.trim().strip_prefix("sha256=")?)))
+        .ok_or(SignatureError::Malformed(FORM))?;
+    let at: i64 = t.parse().map_err(|_| SignatureError::Malformed(FORM))?;
+    let expected = hex::decode(hex_sig).map_err(|_| SignatureError::Malformed(FORM))?;
+    mac(secret, &[t.as_bytes(), b".", body])
         .verify_slice(&expected)
-        .map_err(|_| SignatureError::Mismatch)
+        .map_err(|_| SignatureError::Mismatch)?;
+    // Checked after the signature: an unsigned time says nothing.
+    if (now - at).abs() > MAX_SKEW_SECONDS {
+        return Err(SignatureError::Stale);
+    }
+    Ok(())
 }
 
 /// Signs a body the Shopify way (for clients, the demo and tests).
 pub fn sign_shopify(secret: &[u8], body: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(mac(secret, body).finalize().into_bytes())
+    base64::engine::general_purpose::STANDARD.encode(mac(secret, &[body]).finalize().into_bytes())
 }
 
-/// Signs a body the generic way: `sha256=<hex>`.
-pub fn sign_generic(secret: &[u8], body: &[u8]) -> String {
-    format!(
-        "sha256={}",
-        hex::encode(mac(secret, body).finalize().into_bytes())
-    )
+/// Signs a body the generic way, at `t` (unix seconds): `t=<t>,sha256=<hex>`.
+pub fn sign_generic(secret: &[u8], body: &[u8], t: i64) -> String {
+    let t = t.to_string();
+    let sig = mac(secret, &[t.as_bytes(), b".", body]).finalize().into_bytes();
+    format!("t={t},sha256={}", hex::encode(sig))
+}
+
+/// Signs a body the generic way, now.
+pub fn sign_generic_now(secret: &[u8], body: &[u8]) -> String {
+    sign_generic(secret, body, crate::clock::epoch_seconds())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_800_000_000;
+
+    fn secrets() -> WebhookSecrets {
+        WebhookSecrets::parse(
+            r#"{"shop.myshopify.com": {"secret": "shop-secret-0123456789", "endpoints": ["sales", "returns"]},
+                "channel:pos": {"secret": "pos-secret-0123456789", "endpoints": ["sales"]},
+                "source:desk": {"secret": "desk-secret-0123456789", "endpoints": ["returns"]}}"#,
+        )
+        .unwrap()
+    }
+
+    const SALES: GenericSenders = GenericSenders {
+        field: "channel",
+        kind: "channel",
+        default: None,
+    };
+    const RETURNS: GenericSenders = GenericSenders {
+        field: "source",
+        kind: "source",
+        default: Some("returns"),
+    };
+
+    fn generic(secret: &str, body: &[u8], t: i64) -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            STOCKROOM_SIGNATURE_HEADER,
+            sign_generic(secret.as_bytes(), body, t).parse().unwrap(),
+        );
+        h
+    }
+
     #[test]
-    fn shopify_signature_round_trips_and_rejects_tampering() {
+    fn shopify_signature_round_trips_and_matches_a_known_vector() {
         let body = br#"{"id":1}"#;
         let sig = sign_shopify(b"s3cret", body);
         assert_eq!(verify_shopify(b"s3cret", body, Some(&sig)), Ok(()));
@@ -198,97 +380,206 @@ mod tests {
             verify_shopify(b"s3cret", body, None),
             Err(SignatureError::Missing)
         );
-        assert_eq!(
+        assert!(matches!(
             verify_shopify(b"s3cret", body, Some("%%%")),
-            Err(SignatureError::Malformed)
-        );
-    }
-
-    #[test]
-    fn shopify_signature_matches_a_known_vector() {
+            Err(SignatureError::Malformed(_))
+        ));
         // HMAC-SHA256("key", "The quick brown fox jumps over the lazy dog"), base64.
         let sig = sign_shopify(b"key", b"The quick brown fox jumps over the lazy dog");
         assert_eq!(sig, "97yD9DBThCSxMpjmqm+xQ+9NWaFJRhdZl0edvC0aPNg=");
     }
 
     #[test]
-    fn generic_signature_needs_prefix_and_hex() {
+    fn a_generic_signature_covers_its_time_and_is_refused_out_of_window() {
         let body = b"{}";
-        let sig = sign_generic(b"k", body);
-        assert!(sig.starts_with("sha256="));
-        assert_eq!(verify_generic(b"k", body, Some(&sig)), Ok(()));
+        let sig = sign_generic(b"k", body, NOW);
+        assert!(sig.starts_with(&format!("t={NOW},sha256=")));
+        assert_eq!(verify_generic(b"k", body, Some(&sig), NOW), Ok(()));
+        assert_eq!(verify_generic(b"k", body, Some(&sig), NOW + 299), Ok(()));
         assert_eq!(
-            verify_generic(b"k", body, Some(sig.trim_start_matches("sha256="))),
-            Err(SignatureError::Malformed)
+            verify_generic(b"k", body, Some(&sig), NOW + 301),
+            Err(SignatureError::Stale)
         );
         assert_eq!(
-            verify_generic(b"k", body, Some("sha256=zz")),
-            Err(SignatureError::Malformed)
+            verify_generic(b"k", body, Some(&sig), NOW - 301),
+            Err(SignatureError::Stale)
         );
+        // The time is signed: moving it breaks the signature.
+        let moved = sig.replace(&format!("t={NOW}"), &format!("t={}", NOW + 600));
         assert_eq!(
-            verify_generic(b"j", body, Some(&sig)),
+            verify_generic(b"k", body, Some(&moved), NOW + 600),
+            Err(SignatureError::Mismatch)
+        );
+        // The old form without a time is refused.
+        let old = format!(
+            "sha256={}",
+            hex::encode(mac(b"k", &[body]).finalize().into_bytes())
+        );
+        assert!(matches!(
+            verify_generic(b"k", body, Some(&old), NOW),
+            Err(SignatureError::Malformed(_))
+        ));
+        assert_eq!(
+            verify_generic(b"j", body, Some(&sig), NOW),
             Err(SignatureError::Mismatch)
         );
     }
 
     #[test]
-    fn authenticate_picks_the_scheme_and_secret_from_headers_and_body() {
-        let secrets = WebhookSecrets::parse(r#"{"default":"d","shop.myshopify.com":"s","desk":"k"}"#);
-        let body = br#"{"source":"desk","x":1}"#;
+    fn each_sender_is_checked_by_exactly_its_own_secret_and_endpoints() {
+        let s = secrets();
+        let sale = br#"{"channel":"pos","x":1}"#;
+        assert_eq!(
+            authenticate(
+                &generic("pos-secret-0123456789", sale, NOW),
+                sale,
+                &s,
+                Endpoint::Sales,
+                SALES,
+                NOW
+            ),
+            Ok(Sender::Generic { name: "pos".into() })
+        );
+        // The returns desk's secret cannot post sales, even naming itself.
+        let as_desk = br#"{"channel":"desk"}"#;
+        assert_eq!(
+            authenticate(
+                &generic("desk-secret-0123456789", as_desk, NOW),
+                as_desk,
+                &s,
+                Endpoint::Sales,
+                SALES,
+                NOW
+            ),
+            Err(SignatureError::UnknownSender("channel:desk".into()))
+        );
+        // POS's secret is for sales only.
+        let ret = br#"{"source":"desk"}"#;
+        assert_eq!(
+            authenticate(
+                &generic("pos-secret-0123456789", ret, NOW),
+                ret,
+                &s,
+                Endpoint::Returns,
+                RETURNS,
+                NOW
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        let pos_return = br#"{"source":"pos"}"#;
+        assert_eq!(
+            authenticate(
+                &generic("pos-secret-0123456789", pos_return, NOW),
+                pos_return,
+                &s,
+                Endpoint::Returns,
+                RETURNS,
+                NOW
+            ),
+            Err(SignatureError::UnknownSender("source:pos".into()))
+        );
+        // A padded name is normalised once and needs that sender's secret.
+        let padded = br#"{"channel":" pos"}"#;
+        assert_eq!(
+            authenticate(
+                &generic("pos-secret-0123456789", padded, NOW),
+                padded,
+                &s,
+                Endpoint::Sales,
+                SALES,
+                NOW
+            ),
+            Ok(Sender::Generic { name: "pos".into() })
+        );
+        assert_eq!(
+            authenticate(
+                &generic("desk-secret-0123456789", padded, NOW),
+                padded,
+                &s,
+                Endpoint::Sales,
+                SALES,
+                NOW
+            ),
+            Err(SignatureError::Mismatch)
+        );
+        // No default sender for sales; the returns default must be listed like any other.
+        let anon = br#"{"x":1}"#;
+        assert!(matches!(
+            authenticate(
+                &generic("pos-secret-0123456789", anon, NOW),
+                anon,
+                &s,
+                Endpoint::Sales,
+                SALES,
+                NOW
+            ),
+            Err(SignatureError::NoSender(_))
+        ));
+        assert_eq!(
+            authenticate(
+                &generic("desk-secret-0123456789", anon, NOW),
+                anon,
+                &s,
+                Endpoint::Returns,
+                RETURNS,
+                NOW
+            ),
+            Err(SignatureError::UnknownSender("source:returns".into()))
+        );
+        // Shopify: the shop header picks the secret; an unknown shop is refused.
         let mut h = http::HeaderMap::new();
         h.insert(SHOPIFY_SHOP_HEADER, "Shop.myshopify.com".parse().unwrap());
-        h.insert(SHOPIFY_HMAC_HEADER, sign_shopify(b"s", body).parse().unwrap());
-        h.insert(SHOPIFY_TOPIC_HEADER, "refunds/create".parse().unwrap());
+        h.insert(
+            SHOPIFY_HMAC_HEADER,
+            sign_shopify(b"shop-secret-0123456789", sale).parse().unwrap(),
+        );
+        h.insert(SHOPIFY_TOPIC_HEADER, "orders/create".parse().unwrap());
         assert_eq!(
-            authenticate(&h, body, &secrets, "source", "returns"),
+            authenticate(&h, sale, &s, Endpoint::Sales, SALES, NOW),
             Ok(Sender::Shopify {
                 shop: "shop.myshopify.com".into(),
-                topic: Some("refunds/create".into())
+                topic: Some("orders/create".into())
             })
+        );
+        assert_eq!(
+            authenticate(&h, sale, &s, Endpoint::ChannelEvents, SALES, NOW),
+            Err(SignatureError::NotAllowed {
+                sender: "shop.myshopify.com".into(),
+                endpoint: "channel-events"
+            })
+        );
+        h.insert(SHOPIFY_SHOP_HEADER, "other.myshopify.com".parse().unwrap());
+        assert_eq!(
+            authenticate(&h, sale, &s, Endpoint::Sales, SALES, NOW),
+            Err(SignatureError::UnknownSender("other.myshopify.com".into()))
         );
         h.remove(SHOPIFY_SHOP_HEADER);
         assert_eq!(
-            authenticate(&h, body, &secrets, "source", "returns"),
+            authenticate(&h, sale, &s, Endpoint::Sales, SALES, NOW),
             Err(SignatureError::MissingShop)
         );
-        let generic = |secret: &[u8], body: &[u8]| {
-            let mut g = http::HeaderMap::new();
-            g.insert(
-                STOCKROOM_SIGNATURE_HEADER,
-                sign_generic(secret, body).parse().unwrap(),
-            );
-            authenticate(&g, body, &secrets, "source", "returns")
-        };
         assert_eq!(
-            generic(b"k", body),
-            Ok(Sender::Generic {
-                source: "desk".into()
-            })
-        );
-        // Signed with the default secret but claiming a source with its own secret.
-        assert_eq!(generic(b"d", body), Err(SignatureError::Mismatch));
-        let anon = br#"{"x":1}"#;
-        assert_eq!(
-            generic(b"d", anon),
-            Ok(Sender::Generic {
-                source: "returns".into()
-            })
-        );
-        assert_eq!(
-            authenticate(&http::HeaderMap::new(), anon, &secrets, "source", "returns"),
+            authenticate(&http::HeaderMap::new(), sale, &s, Endpoint::Sales, SALES, NOW),
             Err(SignatureError::Missing)
         );
     }
 
     #[test]
-    fn secrets_by_source_fall_back_to_default() {
-        let s = WebhookSecrets::parse(r#"{"default":"d","Shop.myshopify.com":"s"}"#);
-        assert_eq!(s.for_source("shop.myshopify.com").unwrap(), b"s");
-        assert_eq!(s.for_source("pos").unwrap(), b"d");
-        let plain = WebhookSecrets::parse("plain");
-        assert_eq!(plain.for_source("anything").unwrap(), b"plain");
-        assert!(WebhookSecrets::parse("").for_source("x").is_err());
-        let shown = format!("{:?}", WebhookSecrets::parse("hunter2-secret"));
-        assert!(!shown.contains("hunter2"), "{shown}");
+    fn secrets_name_every_sender_and_never_fall_back() {
+        for bad in [
+            "plain-secret",
+            r#"{"default": {"secret": "0123456789abcdef", "endpoints": ["sales"]}}"#,
+            r#"{"pos": {"secret": "0123456789abcdef", "endpoints": ["sales"]}}"#,
+            r#"{"channel:POS": {"secret": "0123456789abcdef", "endpoints": ["sales"]}}"#,
+            r#"{"channel:pos": {"secret": "short", "endpoints": ["sales"]}}"#,
+            r#"{"channel:pos": {"secret": "0123456789abcdef", "endpoints": []}}"#,
+            r#"{"channel:pos": {"secret": "0123456789abcdef", "endpoints": ["everything"]}}"#,
+            r#"{"Shop.myshopify.com": {"secret": "0123456789abcdef", "endpoints": ["sales"]}}"#,
+        ] {
+            assert!(WebhookSecrets::parse(bad).is_err(), "{bad}");
+        }
+        let shown = format!("{:?}", secrets());
+        assert!(!shown.contains("0123456789"), "{shown}");
+        assert!(shown.contains("channel:pos"), "{shown}");
     }
 }

@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::api::{self, header, MAX_BODY_BYTES};
 use crate::config::{self, Config, ConfigError, LocationRules};
 use crate::domain::{Actor, InvalidInput};
-use crate::signature::{self, Sender, SignatureError, WebhookSecrets};
+use crate::signature::{self, Endpoint, GenericSenders, Sender, SignatureError, WebhookSecrets};
 use crate::store::{StockStore, StoreError};
 
 /// Header carrying Shopify's delivery id: logged, never part of a key (a
@@ -51,21 +51,17 @@ pub trait Webhook {
     /// Shopify topics that move stock here; a delivery without a topic is
     /// taken to be one. Others are acknowledged and ignored.
     const SHOPIFY_TOPICS: &'static [&'static str];
-    /// The generic body's field naming its sender: it picks the secret.
-    const SOURCE_FIELD: &'static str;
-    /// The sender of a generic body that names none.
-    const DEFAULT_SOURCE: &'static str;
-    /// How the ledger names a generic sender: `<this>:<source>`.
-    const GENERIC_ACTOR: &'static str;
+    /// What a sender's secret must be listed for to post here.
+    const ENDPOINT: Endpoint;
+    /// How a generic body names its sender, whose secret must sign it; the
+    /// ledger's actor is `<kind>:<name>`.
+    const GENERIC: GenericSenders;
 
     /// Reads a Shopify delivery from `shop`.
     fn parse_shopify(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Self::Event, InvalidInput>;
 
-    /// Reads a generic delivery.
-    fn parse_generic(body: &[u8], rules: &LocationRules) -> Result<Self::Event, InvalidInput>;
-
-    /// The source a generic event names (its channel, its returns source).
-    fn source(event: &Self::Event) -> &str;
+    /// Reads a generic delivery from the sender its signature proved.
+    fn parse_generic(body: &[u8], sender: &str, rules: &LocationRules) -> Result<Self::Event, InvalidInput>;
 
     /// Applies the event through the store; logs it (with the delivery's
     /// id) and counts it.
@@ -104,8 +100,9 @@ pub fn prepare<W: Webhook, B: AsRef<[u8]>>(
         req.headers(),
         body,
         &app.secrets,
-        W::SOURCE_FIELD,
-        W::DEFAULT_SOURCE,
+        W::ENDPOINT,
+        W::GENERIC,
+        crate::clock::epoch_seconds(),
     )?;
     match sender {
         Sender::Shopify { shop, topic } => {
@@ -117,10 +114,9 @@ pub fn prepare<W: Webhook, B: AsRef<[u8]>>(
             let event = W::parse_shopify(body, &shop, &app.rules)?;
             Ok((event, Actor::system(&format!("shopify:{shop}"))))
         }
-        Sender::Generic { .. } => {
-            let event = W::parse_generic(body, &app.rules)?;
-            let actor = Actor::system(&format!("{}:{}", W::GENERIC_ACTOR, W::source(&event)));
-            Ok((event, actor))
+        Sender::Generic { name } => {
+            let event = W::parse_generic(body, &name, &app.rules)?;
+            Ok((event, Actor::system(&format!("{}:{name}", W::GENERIC.kind))))
         }
     }
 }
@@ -141,7 +137,12 @@ pub enum Refusal {
 
 impl From<SignatureError> for Refusal {
     fn from(e: SignatureError) -> Self {
-        Refusal::Status(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+        match e {
+            SignatureError::NotJson(_) => {
+                Refusal::Status(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
+            }
+            _ => Refusal::Status(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string()),
+        }
     }
 }
 
@@ -194,7 +195,7 @@ mod tests {
     use super::*;
     use crate::domain::Location;
     use crate::signature::{
-        sign_generic, sign_shopify, SHOPIFY_HMAC_HEADER, SHOPIFY_SHOP_HEADER, SHOPIFY_TOPIC_HEADER,
+        sign_generic_now, sign_shopify, SHOPIFY_HMAC_HEADER, SHOPIFY_SHOP_HEADER, SHOPIFY_TOPIC_HEADER,
         STOCKROOM_SIGNATURE_HEADER,
     };
 
@@ -207,25 +208,24 @@ mod tests {
         type Outcome = serde_json::Value;
 
         const SHOPIFY_TOPICS: &'static [&'static str] = &["echo/a", "echo/b"];
-        const SOURCE_FIELD: &'static str = "source";
-        const DEFAULT_SOURCE: &'static str = "anon";
-        const GENERIC_ACTOR: &'static str = "echo";
+        const ENDPOINT: Endpoint = Endpoint::Returns;
+        const GENERIC: GenericSenders = GenericSenders {
+            field: "source",
+            kind: "source",
+            default: Some("anon"),
+        };
 
         fn parse_shopify(body: &[u8], shop: &str, _: &LocationRules) -> Result<Self::Event, InvalidInput> {
-            Self::parse_generic(body, &rules()).map(|(_, n)| (shop.to_owned(), n))
+            Self::parse_generic(body, shop, &rules())
         }
 
-        fn parse_generic(body: &[u8], _: &LocationRules) -> Result<Self::Event, InvalidInput> {
+        fn parse_generic(body: &[u8], sender: &str, _: &LocationRules) -> Result<Self::Event, InvalidInput> {
             let v: serde_json::Value =
                 serde_json::from_slice(body).map_err(|e| InvalidInput::field("body", e.to_string()))?;
             let n = v["n"]
                 .as_i64()
                 .ok_or_else(|| InvalidInput::field("n", "is required"))?;
-            Ok((v["source"].as_str().unwrap_or("anon").to_owned(), n))
-        }
-
-        fn source(event: &Self::Event) -> &str {
-            &event.0
+            Ok((sender.to_owned(), n))
         }
 
         async fn apply(
@@ -250,7 +250,12 @@ mod tests {
         App {
             store: StockStore::offline(),
             rules: rules(),
-            secrets: WebhookSecrets::parse(r#"{"default": "d", "desk": "k", "shop.myshopify.com": "s"}"#),
+            secrets: WebhookSecrets::parse(
+                r#"{"source:desk": {"secret": "desk-secret-0123456789", "endpoints": ["returns"]},
+                    "source:anon": {"secret": "anon-secret-0123456789", "endpoints": ["returns"]},
+                    "shop.myshopify.com": {"secret": "shop-secret-0123456789", "endpoints": ["returns"]}}"#,
+            )
+            .unwrap(),
         }
     }
 
@@ -258,7 +263,7 @@ mod tests {
         Request::post("/")
             .header(
                 STOCKROOM_SIGNATURE_HEADER,
-                sign_generic(secret.as_bytes(), body.as_bytes()),
+                sign_generic_now(secret.as_bytes(), body.as_bytes()),
             )
             .body(body.as_bytes().to_vec())
             .unwrap()
@@ -266,7 +271,10 @@ mod tests {
 
     fn shopify(body: &str, topic: Option<&str>) -> Request<Vec<u8>> {
         let mut req = Request::post("/")
-            .header(SHOPIFY_HMAC_HEADER, sign_shopify(b"s", body.as_bytes()))
+            .header(
+                SHOPIFY_HMAC_HEADER,
+                sign_shopify(b"shop-secret-0123456789", body.as_bytes()),
+            )
             .header(SHOPIFY_SHOP_HEADER, "Shop.myshopify.com")
             .header(SHOPIFY_WEBHOOK_ID_HEADER, "wh-1");
         if let Some(topic) = topic {
@@ -280,10 +288,13 @@ mod tests {
         (res.status().as_u16(), serde_json::from_str(res.body()).unwrap())
     }
 
+    const DESK: &str = "desk-secret-0123456789";
+    const ANON: &str = "anon-secret-0123456789";
+
     #[tokio::test]
     async fn deliveries_are_parsed_with_their_actor_and_answered() {
-        let (status, out) = call(generic(r#"{"source": "desk", "n": 5}"#, "k")).await;
-        assert_eq!((status, out["actor"].as_str()), (200, Some("echo:desk")));
+        let (status, out) = call(generic(r#"{"source": "desk", "n": 5}"#, DESK)).await;
+        assert_eq!((status, out["actor"].as_str()), (200, Some("source:desk")));
         assert_eq!(out["webhook_id"], "-");
         let (status, out) = call(shopify(r#"{"n": 6}"#, Some("echo/b"))).await;
         assert_eq!(status, 200);
@@ -299,19 +310,23 @@ mod tests {
     async fn refusals_and_failures_are_answered_as_json() {
         let (status, out) = call(shopify(r#"{"n": 6}"#, Some("orders/create"))).await;
         assert_eq!((status, out["status"].as_str()), (200, Some("ignored")));
-        let (status, out) = call(generic(r#"{"source": "desk", "n": 5}"#, "d")).await;
+        let (status, out) = call(generic(r#"{"source": "desk", "n": 5}"#, ANON)).await;
         assert_eq!((status, out["error"].as_str()), (401, Some("unauthorized")));
-        let (status, out) = call(generic(r#"{"source": "desk"}"#, "k")).await;
+        let (status, out) = call(generic(r#"{"source": "stranger", "n": 5}"#, ANON)).await;
+        assert_eq!((status, out["error"].as_str()), (401, Some("unauthorized")));
+        let (status, out) = call(generic(r#"{"source": "desk"}"#, DESK)).await;
         assert_eq!((status, out["error"].as_str()), (400, Some("bad_request")));
         assert!(out["message"].as_str().unwrap().starts_with("n: "));
-        let (status, out) = call(generic(r#"{"n": 1}"#, "d")).await;
+        let (status, out) = call(generic(r#"{"n": 1}"#, ANON)).await;
         assert_eq!((status, out["error"].as_str()), (503, Some("busy")));
-        let (status, out) = call(generic(r#"{"n": 2}"#, "d")).await;
+        let (status, out) = call(generic(r#"{"n": 2}"#, ANON)).await;
         assert_eq!((status, out["error"].as_str()), (500, Some("internal")));
+        // A 500 says nothing of what failed inside.
+        assert!(!out["message"].as_str().unwrap().contains("down"), "{out}");
         let get = Request::get("/").body(Vec::new()).unwrap();
         assert_eq!(call(get).await.0, 405);
         let huge = format!(r#"{{"n": 3, "pad": "{}"}}"#, "x".repeat(MAX_BODY_BYTES));
-        let (status, out) = call(generic(&huge, "d")).await;
+        let (status, out) = call(generic(&huge, ANON)).await;
         assert_eq!((status, out["error"].as_str()), (413, Some("payload_too_large")));
     }
 }

@@ -20,15 +20,77 @@ use stockroom::channels::Channels;
 use stockroom::config::LocationRules;
 use stockroom::domain::Location;
 use stockroom::feed::{FeedSettings, Importer};
-use stockroom::signature::{sign_generic, sign_shopify, WebhookSecrets};
+use stockroom::signature::{sign_generic_now, sign_shopify, WebhookSecrets};
 use stockroom::store::StockStore;
 use stockroom_local::http::Reply;
 use stockroom_local::{bootstrap, Stack, Template};
 
-/// The secret every test stack signs webhooks with.
+/// The Shopify test shop's secret.
 pub const SECRET: &str = "test-webhook-secret";
 /// The shop domain the Shopify tests use.
 pub const SHOP: &str = "stockroom-test.myshopify.com";
+/// The generic senders the tests post as: (name, the endpoints it may post to).
+const SENDERS: [(&str, &[&str]); 8] = [
+    ("channel:web", &["sales"]),
+    ("channel:pos", &["sales"]),
+    ("channel:marketplace", &["sales"]),
+    ("channel:kiosk", &["sales"]),
+    ("source:returns", &["returns"]),
+    ("source:returns-desk", &["returns"]),
+    ("source:desk-2", &["returns"]),
+    ("source:desk", &["returns"]),
+];
+
+/// The secret of one test sender: each its own.
+pub fn secret_of(sender: &str) -> String {
+    if sender == SHOP {
+        SECRET.to_owned()
+    } else {
+        format!("test-secret-of-{sender}")
+    }
+}
+
+/// Every test sender and its secret, as `WEBHOOK_SECRET` holds them.
+pub fn secrets_json() -> String {
+    let mut senders = serde_json::Map::new();
+    senders.insert(
+        SHOP.into(),
+        json!({"secret": SECRET, "endpoints": ["sales", "returns"]}),
+    );
+    // A shop whose secret is for sales only.
+    senders.insert(
+        "sales-only.myshopify.com".into(),
+        json!({"secret": secret_of("sales-only.myshopify.com"), "endpoints": ["sales"]}),
+    );
+    for (name, endpoints) in SENDERS {
+        senders.insert(
+            name.into(),
+            json!({"secret": secret_of(name), "endpoints": endpoints}),
+        );
+    }
+    Value::Object(senders).to_string()
+}
+
+/// The test senders' secrets.
+pub fn secrets() -> WebhookSecrets {
+    WebhookSecrets::parse(&secrets_json()).expect("the test senders' secrets")
+}
+
+/// The sender a generic body names, as the functions read it: its channel
+/// (a sale) or its source (a return, `returns` when it names none).
+pub fn generic_sender(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match (v["channel"].as_str(), v["source"].as_str()) {
+        (Some(c), _) => format!("channel:{}", c.trim()),
+        (None, Some(s)) => format!("source:{}", s.trim()),
+        (None, None) => "source:returns".to_owned(),
+    }
+}
+
+/// `X-Stockroom-Signature` for a generic body, by the secret of the sender it names, now.
+pub fn generic_signature(body: &[u8]) -> String {
+    sign_generic_now(secret_of(&generic_sender(body)).as_bytes(), body)
+}
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -187,7 +249,7 @@ impl TestStack {
         sale_webhook::App {
             store: self.store(),
             rules: Self::rules(),
-            secrets: WebhookSecrets::parse(SECRET),
+            secrets: secrets(),
         }
     }
 
@@ -195,7 +257,7 @@ impl TestStack {
         return_processor::App {
             store: self.store(),
             rules: Self::rules(),
-            secrets: WebhookSecrets::parse(SECRET),
+            secrets: secrets(),
         }
     }
 
@@ -426,6 +488,8 @@ impl TestStack {
                 queue_url: self.feed_queue().to_owned(),
                 sqs: self.sqs.clone(),
             }),
+            // The local stack's setting: no IAM, writes name their actor.
+            writers: stockroom::api::Writers::Anonymous,
         }
     }
 
@@ -561,7 +625,7 @@ impl Drop for Fanout {
     }
 }
 
-/// How a test webhook delivery is signed, with [`SECRET`].
+/// How a test webhook delivery is signed: each sender with its own secret.
 #[derive(Debug, Clone, Copy)]
 pub enum Sign<'a> {
     /// `X-Stockroom-Signature`, as POS systems and returns desks sign.
@@ -573,7 +637,7 @@ pub enum Sign<'a> {
 /// A webhook delivery of `body`, signed as `sign` says.
 pub fn signed(body: &[u8], sign: Sign<'_>) -> Request {
     let headers = match sign {
-        Sign::Generic => vec![("X-Stockroom-Signature", sign_generic(SECRET.as_bytes(), body))],
+        Sign::Generic => vec![("X-Stockroom-Signature", generic_signature(body))],
         Sign::Shopify { topic, webhook_id } => shopify_headers(body, SECRET, topic, webhook_id),
     };
     delivery(body, &headers)

@@ -7,6 +7,7 @@ use lambda_http::{Body, Request, Response};
 use stockroom::config::LocationRules;
 use stockroom::domain::{Actor, InvalidInput};
 use stockroom::returns::{Return, ReturnOutcome, ReturnStatus, DEFAULT_RETURN_SOURCE};
+use stockroom::signature::{Endpoint, GenericSenders};
 use stockroom::store::{StockStore, StoreError};
 use stockroom::webhook::{self, Webhook};
 use stockroom::wire::{generic, shopify};
@@ -21,20 +22,19 @@ impl Webhook for Returns {
     type Outcome = ReturnOutcome;
 
     const SHOPIFY_TOPICS: &'static [&'static str] = &["refunds/create"];
-    const SOURCE_FIELD: &'static str = "source";
-    const DEFAULT_SOURCE: &'static str = DEFAULT_RETURN_SOURCE;
-    const GENERIC_ACTOR: &'static str = "returns";
+    const ENDPOINT: Endpoint = Endpoint::Returns;
+    const GENERIC: GenericSenders = GenericSenders {
+        field: "source",
+        kind: "source",
+        default: Some(DEFAULT_RETURN_SOURCE),
+    };
 
     fn parse_shopify(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Return, InvalidInput> {
         shopify::parse_refund(body, shop, rules)
     }
 
-    fn parse_generic(body: &[u8], rules: &LocationRules) -> Result<Return, InvalidInput> {
-        generic::parse_return(body, rules)
-    }
-
-    fn source(ret: &Return) -> &str {
-        &ret.source
+    fn parse_generic(body: &[u8], source: &str, rules: &LocationRules) -> Result<Return, InvalidInput> {
+        generic::parse_return(body, source, rules)
     }
 
     async fn apply(

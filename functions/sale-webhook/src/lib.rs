@@ -10,6 +10,7 @@ use stockroom::alerts;
 use stockroom::config::LocationRules;
 use stockroom::domain::{Actor, InvalidInput};
 use stockroom::sale::{Order, SaleOutcome, SaleStatus};
+use stockroom::signature::{Endpoint, GenericSenders};
 use stockroom::store::{StockStore, StoreError};
 use stockroom::webhook::{self, Refusal, Webhook};
 use stockroom::wire::{generic, shopify};
@@ -26,20 +27,19 @@ impl Webhook for Sales {
     /// Both may arrive for one order; the receipt (shop + order id) makes
     /// the second a duplicate.
     const SHOPIFY_TOPICS: &'static [&'static str] = &["orders/create", "orders/paid"];
-    const SOURCE_FIELD: &'static str = "channel";
-    const DEFAULT_SOURCE: &'static str = "";
-    const GENERIC_ACTOR: &'static str = "channel";
+    const ENDPOINT: Endpoint = Endpoint::Sales;
+    const GENERIC: GenericSenders = GenericSenders {
+        field: "channel",
+        kind: "channel",
+        default: None,
+    };
 
     fn parse_shopify(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Order, InvalidInput> {
         shopify::parse_order(body, shop, rules)
     }
 
-    fn parse_generic(body: &[u8], rules: &LocationRules) -> Result<Order, InvalidInput> {
-        generic::parse_sale(body, rules)
-    }
-
-    fn source(order: &Order) -> &str {
-        &order.channel
+    fn parse_generic(body: &[u8], channel: &str, rules: &LocationRules) -> Result<Order, InvalidInput> {
+        generic::parse_sale(body, channel, rules)
     }
 
     async fn apply(

@@ -9,7 +9,7 @@ use lambda_http::http::{HeaderValue, StatusCode};
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::json;
 use stockroom::adjustment::{AdjustError, AdjustResult};
-use stockroom::api::{self, header, MAX_BODY_BYTES};
+use stockroom::api::{self, header, Writers, MAX_BODY_BYTES};
 use stockroom::config::{self, Config, ConfigError};
 use stockroom::domain::Sku;
 use stockroom::feed::release::FeedQueue;
@@ -23,6 +23,8 @@ pub struct App {
     pub store: StockStore,
     /// Where released feeds are queued (`FEED_BUCKET`, `FEED_QUEUE_URL`).
     pub feeds: Option<FeedQueue>,
+    /// Who may write (`STOCK_API_WRITERS`).
+    pub writers: Writers,
 }
 
 impl App {
@@ -32,6 +34,7 @@ impl App {
         Ok(Self {
             store: StockStore::from_config(&sdk, &cfg),
             feeds: FeedQueue::from_env(&sdk),
+            writers: Writers::from_env(),
         })
     }
 }
@@ -102,6 +105,9 @@ async fn post_adjustment(app: &App, req: &Request) -> Response<String> {
         );
     }
     let identity = api::caller_identity(req);
+    if let Err(e) = app.writers.check(identity.as_deref()) {
+        return api::forbidden(e);
+    }
     let key = header(req.headers(), "idempotency-key");
     let adj = match parse_adjustment(body, identity.as_deref(), key) {
         Ok(a) => a,

@@ -17,7 +17,11 @@ pub async fn post(app: &App, req: &Request) -> Response<String> {
             "FEED_BUCKET and FEED_QUEUE_URL are not set",
         );
     };
-    let request = match ReleaseRequest::parse(req.body(), api::caller_identity(req).as_deref()) {
+    let identity = api::caller_identity(req);
+    if let Err(e) = app.writers.check(identity.as_deref()) {
+        return api::forbidden(e);
+    }
+    let request = match ReleaseRequest::parse(req.body(), identity.as_deref()) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
@@ -33,6 +37,13 @@ pub async fn post(app: &App, req: &Request) -> Response<String> {
             api::error(StatusCode::CONFLICT, "not_held", e)
         }
         Err(ReleaseError::Store(e)) => store_error(e),
-        Err(e @ ReleaseError::Queue(_)) => api::error(StatusCode::SERVICE_UNAVAILABLE, "busy", e),
+        Err(e @ ReleaseError::Queue(_)) => {
+            tracing::error!(error = %e, "release not queued");
+            api::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the import could not be queued; ask again",
+            )
+        }
     }
 }

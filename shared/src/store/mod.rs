@@ -232,7 +232,7 @@ mod tests {
             r#"{{"channel": "pos", "order_id": "T-1", "lines": [{}]}}"#,
             lines.join(",")
         );
-        let order = crate::wire::generic::parse_sale(body.as_bytes(), &rules).unwrap();
+        let order = crate::wire::generic::parse_sale(body.as_bytes(), "pos", &rules).unwrap();
         let plan = store.plan_sale(&order, &Actor::system("channel:pos")).unwrap();
         // 60 lines: one transaction of 49 lines and one of 11, each with its receipt part.
         assert_eq!(

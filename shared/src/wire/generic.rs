@@ -9,15 +9,30 @@ use crate::config::LocationRules;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
 use crate::returns::{add_units, Disposition, Return, ReturnKind, DEFAULT_RETURN_SOURCE};
 use crate::sale::Order;
+use crate::signature::sender_slug;
 
-/// Parses a generic sale body.
-pub fn parse_sale(body: &[u8], rules: &LocationRules) -> Result<Order, InvalidInput> {
-    body::read::<GenericSale>(body)?.into_order(rules)
+/// Parses a generic sale body from the channel its signature proved.
+pub fn parse_sale(body: &[u8], channel: &str, rules: &LocationRules) -> Result<Order, InvalidInput> {
+    body::read::<GenericSale>(body)?.into_order(channel, rules)
 }
 
-/// Parses a generic "return processed" body.
-pub fn parse_return(body: &[u8], rules: &LocationRules) -> Result<Return, InvalidInput> {
-    body::read::<GenericReturn>(body)?.into_return(rules)
+/// Parses a generic "return processed" body from the source its signature proved.
+pub fn parse_return(body: &[u8], source: &str, rules: &LocationRules) -> Result<Return, InvalidInput> {
+    body::read::<GenericReturn>(body)?.into_return(source, rules)
+}
+
+/// The sender a body names must be the one that signed it: the event is
+/// recorded under that name (its receipt, its ledger entries), never under
+/// another's.
+fn signed_by(named: String, field: &'static str, sender: &str) -> Result<String, InvalidInput> {
+    let named = sender_slug(&named, field)?;
+    if named != sender {
+        return Err(InvalidInput::field(
+            field,
+            format!("{named:?} is not the sender that signed it"),
+        ));
+    }
+    Ok(named)
 }
 
 /// `{"channel", "order_id", "location"?, "lines": [{"sku", "quantity"}]}`.
@@ -38,9 +53,10 @@ struct SaleLine {
 }
 
 impl GenericSale {
-    /// The order sold: lines at `location`, else the channel's, else the default.
-    pub fn into_order(self, rules: &LocationRules) -> Result<Order, InvalidInput> {
-        let channel = slug(required(self.channel, "channel")?, "channel")?;
+    /// The order sold by `sender`: lines at `location`, else the channel's,
+    /// else the default.
+    pub fn into_order(self, sender: &str, rules: &LocationRules) -> Result<Order, InvalidInput> {
+        let channel = signed_by(required(self.channel, "channel")?, "channel", sender)?;
         let order_id = required(self.order_id, "order_id")?.into_string();
         let explicit = self.location.as_deref().map(Location::parse).transpose()?;
         let location = rules.resolve(explicit, &channel);
@@ -88,12 +104,13 @@ body::closed_words! {
 impl GenericReturn {
     /// The return processed: resellable units back into `available`, damaged
     /// ones counted apart.
-    pub fn into_return(self, rules: &LocationRules) -> Result<Return, InvalidInput> {
+    pub fn into_return(self, sender: &str, rules: &LocationRules) -> Result<Return, InvalidInput> {
         let return_id = required(self.return_id, "return_id")?.into_string();
-        let source = match self.source {
-            None => DEFAULT_RETURN_SOURCE.to_owned(),
-            Some(s) => slug(s, "source")?,
-        };
+        let source = signed_by(
+            self.source.unwrap_or_else(|| DEFAULT_RETURN_SOURCE.to_owned()),
+            "source",
+            sender,
+        )?;
         let location = match self.location {
             None => rules.default_location().clone(),
             Some(s) => Location::parse(&s)?,
@@ -126,12 +143,6 @@ impl GenericReturn {
 }
 
 /// A channel or source name: a slug, like a location.
-fn slug(raw: String, field: &'static str) -> Result<String, InvalidInput> {
-    Location::parse(&raw)
-        .map(|l| l.to_string())
-        .map_err(|_| InvalidInput::field(field, "must be a slug of a-z, 0-9, '-' or '_'"))
-}
-
 fn non_empty<T>(lines: Option<Vec<T>>) -> Result<Vec<T>, InvalidInput> {
     lines
         .filter(|l| !l.is_empty())
@@ -151,38 +162,60 @@ fn stock(index: usize, sku: Option<String>, quantity: Option<i64>) -> Result<(Sk
 mod tests {
     use super::*;
     use crate::wire::body::fixtures::{body, rules};
-    use serde_json::json;
+    use serde_json::{json, Value};
+
+    /// The sender a signature would have proved: the body's own, as a slug.
+    fn sender(b: &[u8], field: &str, default: &str) -> String {
+        let v: Value = serde_json::from_slice(b).unwrap_or(Value::Null);
+        v[field]
+            .as_str()
+            .and_then(|s| sender_slug(s, "x").ok())
+            .unwrap_or_else(|| default.to_owned())
+    }
+
+    fn sale(b: &[u8]) -> Result<Order, InvalidInput> {
+        parse_sale(b, &sender(b, "channel", "pos"), &rules())
+    }
+
+    fn ret(b: &[u8]) -> Result<Return, InvalidInput> {
+        parse_return(b, &sender(b, "source", "returns"), &rules())
+    }
+
+    #[test]
+    fn an_event_names_the_sender_that_signed_it() {
+        let b = body(json!({"channel": "web", "order_id": "T-1", "lines": [{"sku": "A", "quantity": 2}]}));
+        let err = parse_sale(&b, "pos", &rules()).unwrap_err().to_string();
+        assert!(err.starts_with("channel: \"web\" is not the sender"), "{err}");
+        let b =
+            body(json!({"return_id": "R-1", "lines": [{"sku": "A", "quantity": 1, "condition": "damaged"}]}));
+        assert!(parse_return(&b, "returns-desk", &rules()).is_err());
+        assert_eq!(parse_return(&b, "returns", &rules()).unwrap().source, "returns");
+    }
 
     #[test]
     fn generic_order_uses_explicit_then_channel_location() {
         let b = body(json!({"channel": "pos", "order_id": "T-1", "location": "shop-2",
             "lines": [{"sku": "A", "quantity": 2}]}));
-        let o = parse_sale(&b, &rules()).unwrap();
+        let o = sale(&b).unwrap();
         assert_eq!(
             (o.source.as_str(), o.lines[0].location.as_str()),
             ("pos", "shop-2")
         );
         let b = body(json!({"channel": "pos", "order_id": "T-1", "lines": [{"sku": "A", "quantity": 2}]}));
-        assert_eq!(
-            parse_sale(&b, &rules()).unwrap().lines[0].location.as_str(),
-            "shop-1"
-        );
+        assert_eq!(sale(&b).unwrap().lines[0].location.as_str(), "shop-1");
         let b = body(json!({"channel": "kiosk", "order_id": 7, "lines": [{"sku": "A", "quantity": 2}]}));
-        assert_eq!(
-            parse_sale(&b, &rules()).unwrap().lines[0].location.as_str(),
-            "warehouse"
-        );
+        assert_eq!(sale(&b).unwrap().lines[0].location.as_str(), "warehouse");
     }
 
     #[test]
     fn generic_order_merges_lines_and_bounds_the_sum() {
         let b = body(json!({"channel": "pos", "order_id": "T-2", "location": null,
             "lines": [{"sku": "A", "quantity": 2}, {"sku": " A ", "quantity": 3}]}));
-        let o = parse_sale(&b, &rules()).unwrap();
+        let o = sale(&b).unwrap();
         assert_eq!((o.lines.len(), o.lines[0].quantity.get()), (1, 5));
         let b = body(json!({"channel": "pos", "order_id": "T-3",
             "lines": [{"sku": "A", "quantity": 1_000_000}, {"sku": "A", "quantity": 1}]}));
-        let err = parse_sale(&b, &rules()).unwrap_err().to_string();
+        let err = sale(&b).unwrap_err().to_string();
         assert!(err.starts_with("quantity: sku A:"), "{err}");
     }
 
@@ -232,7 +265,7 @@ mod tests {
             ),
             (json!({"channel": "pos", "order_id": "1", "lines": "A"}), "lines"),
         ] {
-            let err = parse_sale(&body(b.clone()), &rules()).unwrap_err().to_string();
+            let err = sale(&body(b.clone())).unwrap_err().to_string();
             assert!(err.starts_with(field), "{b}: {err}");
         }
     }
@@ -243,7 +276,7 @@ mod tests {
             {"sku": "JKT", "quantity": 1, "condition": "resellable"},
             {"sku": "JKT", "quantity": 1, "condition": "damaged"},
         ]}));
-        let r = parse_return(&b, &rules()).unwrap();
+        let r = ret(&b).unwrap();
         assert_eq!(r.reference(), "return:returns/RMA-7");
         assert_eq!(r.lines.len(), 1);
         let l = &r.lines[0];
@@ -258,7 +291,7 @@ mod tests {
         );
         let b = body(json!({"return_id": 9, "source": "desk-2", "lines": [
             {"sku": "JKT", "quantity": 2, "condition": "resellable"}]}));
-        let r = parse_return(&b, &rules()).unwrap();
+        let r = ret(&b).unwrap();
         assert_eq!(
             (r.receipt_key().as_str(), r.lines[0].location.as_str()),
             ("desk-2#9", "warehouse")
@@ -320,7 +353,7 @@ mod tests {
                 "quantity",
             ),
         ] {
-            let err = parse_return(&body(b.clone()), &rules()).unwrap_err().to_string();
+            let err = ret(&body(b.clone())).unwrap_err().to_string();
             assert!(err.starts_with(field), "{b}: {err}");
         }
     }
