@@ -152,9 +152,15 @@ pub async fn section(feed_rows: usize) -> Result<Section, BenchError> {
         ("deliveries", "a delivery row"),
         ("stock", "a stock row (a count)"),
     ] {
+        // Deliveries go to a listed location; counts go to the supplier's own pool.
+        let place = if kind == "deliveries" {
+            "warehouse"
+        } else {
+            "pool:acme"
+        };
         let mut body = String::from("sku,quantity,location\n");
         for i in 0..feed_rows {
-            body.push_str(&format!("F-{kind}-{i},{},warehouse\n", 1 + i % 9));
+            body.push_str(&format!("F-{kind}-{i},{},{place}\n", 1 + i % 9));
         }
         let key = format!("feeds/acme/{kind}/units.csv");
         let units = per(&st, feed_rows, async {

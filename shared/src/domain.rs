@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 pub enum InvalidInput {
     #[error("sku must be 1 to {max} characters without control characters, got {got:?}", max = Sku::MAX_LEN)]
     Sku { got: String },
-    #[error("location must be 1 to {max} characters of a-z, 0-9, '-' or '_', got {got:?}", max = Location::MAX_LEN)]
+    #[error("location must be 1 to {max} characters of a-z, 0-9, '-' or '_' (or a supplier's pool, pool:<supplier>), got {got:?}", max = Location::MAX_LEN)]
     Location { got: String },
     #[error("quantity must be a whole number from 1 to {max}, got {got}", max = Quantity::MAX)]
     Quantity { got: String },
@@ -80,20 +80,46 @@ impl Sku {
 }
 
 impl Location {
+    /// The longest slug (a pool adds its prefix to it).
     pub const MAX_LEN: usize = 64;
+    /// What a supplier's pool starts with: `:` is never in a slug, so no
+    /// slug (a shop, a warehouse, a supplier named like one) equals a pool.
+    pub const POOL_PREFIX: &'static str = "pool:";
 
+    /// A slug (`a-z`, `0-9`, `-`, `_`), or a supplier's pool written
+    /// `pool:<supplier>` (so ops, channels and adjustments can name one).
     pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
         let s = raw.trim();
-        let ok = !s.is_empty()
-            && s.len() <= Self::MAX_LEN
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        let ok = is_slug(s.strip_prefix(Self::POOL_PREFIX).unwrap_or(s));
         if ok {
             Ok(Self(s.to_owned()))
         } else {
             Err(InvalidInput::Location { got: raw.into() })
         }
     }
+
+    /// The pool of the supplier `supplier` (a plain slug): `pool:<supplier>`,
+    /// where a supplier's own stock counts are kept.
+    pub fn pool(supplier: &str) -> Result<Self, InvalidInput> {
+        if is_slug(supplier) {
+            Ok(Self(format!("{}{supplier}", Self::POOL_PREFIX)))
+        } else {
+            Err(InvalidInput::Location { got: supplier.into() })
+        }
+    }
+
+    /// Whether this is a supplier's pool rather than a place.
+    pub fn is_pool(&self) -> bool {
+        self.0.starts_with(Self::POOL_PREFIX)
+    }
+}
+
+/// 1 to [`Location::MAX_LEN`] characters of `a-z`, `0-9`, `-` or `_`.
+fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= Location::MAX_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 /// A strictly positive number of units.
@@ -248,6 +274,28 @@ mod tests {
         assert!(Location::parse("shop-1").is_ok());
         assert!(Location::parse("Shop 1").is_err());
         assert!(Location::parse("").is_err());
+        assert!(Location::parse("a:b").is_err());
+    }
+
+    #[test]
+    fn a_pool_is_in_a_namespace_no_slug_can_reach() {
+        let pool = Location::pool("warehouse").unwrap();
+        assert_eq!(pool.as_str(), "pool:warehouse");
+        assert!(pool.is_pool());
+        // A supplier named like a place: its pool is still not that place.
+        let place = Location::parse("warehouse").unwrap();
+        assert!(pool != place && !place.is_pool());
+        // Ops and channels may name a pool; it parses back to the same location.
+        assert_eq!(Location::parse("pool:warehouse").unwrap(), pool);
+        for bad in ["pool:", "pool:Acme", "pool:pool:acme", "Pool:acme", "pool :acme"] {
+            assert!(Location::parse(bad).is_err(), "{bad}");
+        }
+        for bad in ["", "pool:acme", "Acme", "a b"] {
+            assert!(Location::pool(bad).is_err(), "{bad}");
+        }
+        let longest = "x".repeat(Location::MAX_LEN);
+        assert!(Location::pool(&longest).is_ok());
+        assert!(Location::pool(&format!("{longest}x")).is_err());
     }
 
     #[test]

@@ -350,7 +350,7 @@ async fn import_feeds(s: &TestStack, scale: Scale, tally: &Tally) -> Vec<String>
     for i in 0..scale.feed_rows {
         let (sku, site) = (HOT[i % HOT.len()], SITES[(i / HOT.len()) % 2]);
         deliveries.push_str(&format!("{sku},{},{site}\n", 1 + i % 4));
-        stock.push_str(&format!("FEED-{i},{},acme\n", 10 + i % 7));
+        stock.push_str(&format!("FEED-{i},{},pool:acme\n", 10 + i % 7));
     }
     for (key, body) in [
         ("feeds/acme/deliveries/chaos.csv", deliveries),
@@ -564,9 +564,13 @@ async fn check(s: &TestStack, feed_keys: &[String], dropped: Vec<String>) -> Vec
         violations: dropped,
     };
     for key in feed_keys {
-        match s.read_object(&format!("reports/{key}.json")).await {
-            Some(r) if r.contains("\"applied\"") => {}
-            other => i.violations.push(format!("{key} not imported: {other:?}")),
+        // Imported whole: every row applied (a file refused, stopped or
+        // with rejected rows is a violation: the workload's rows are all good).
+        let report = s.read_object(&format!("reports/{key}.json")).await;
+        let parsed: Option<Value> = report.as_deref().and_then(|r| serde_json::from_str(r).ok());
+        match parsed {
+            Some(r) if r["status"] == "applied" && r["rejected"] == 0 => {}
+            _ => i.violations.push(format!("{key} not imported whole: {report:?}")),
         }
     }
     let parked = s.drain(&s.stack.queue_urls["FanoutDLQ"]).await;

@@ -19,7 +19,7 @@ use stockroom::aws_config::{self, BehaviorVersion, Region, SdkConfig};
 use stockroom::channels::Channels;
 use stockroom::config::LocationRules;
 use stockroom::domain::Location;
-use stockroom::feed::{FeedSettings, Importer};
+use stockroom::feed::{FeedSettings, Importer, Suppliers};
 use stockroom::signature::{sign_generic_now, sign_shopify, WebhookSecrets};
 use stockroom::store::StockStore;
 use stockroom_local::http::Reply;
@@ -390,24 +390,30 @@ impl TestStack {
         &self.stack.queue_urls["FeedQueue"]
     }
 
-    /// The feed import, configured as template.yaml configures it.
+    /// The suppliers the tests drop feeds for (`FEED_SUPPLIERS`): `acme`
+    /// delivers to the warehouse and downtown; `globex` sends stock files
+    /// only; `warehouse` is a supplier named like a location, delivering
+    /// downtown. Any other supplier's file is refused.
+    pub const FEED_SUPPLIERS: &'static str = "acme=warehouse+downtown,globex,warehouse=downtown";
+
+    /// The feed import, configured as template.yaml configures it, with
+    /// the suppliers the tests use ([`Self::FEED_SUPPLIERS`]).
     pub fn feed_app(&self) -> Importer {
         let env = self.template.function_env("SupplierFeedFunction", &self.stack);
+        assert!(
+            env.contains_key("FEED_HOLD_SHARE"),
+            "FEED_HOLD_SHARE in template.yaml"
+        );
+        let mut settings =
+            FeedSettings::from_vars(|name| env.get(name).cloned()).expect("the template's FEED_* settings");
+        settings.suppliers = Suppliers::parse(Self::FEED_SUPPLIERS).expect("FEED_SUPPLIERS");
+        settings.concurrency = 4;
+        settings.margin = Duration::from_secs(30);
         Importer {
             store: self.store(),
             s3: self.s3(),
             sqs: self.sqs.clone(),
-            settings: FeedSettings {
-                default_location: Location::parse("warehouse").expect("location"),
-                queue_url: env.get("FEED_QUEUE_URL").cloned(),
-                hold_share: env
-                    .get("FEED_HOLD_SHARE")
-                    .and_then(|s| s.parse().ok())
-                    .expect("FEED_HOLD_SHARE in template.yaml"),
-                zero_missing: Vec::new(),
-                concurrency: 4,
-                margin: Duration::from_secs(30),
-            },
+            settings,
         }
     }
 

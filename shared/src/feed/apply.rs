@@ -1,5 +1,6 @@
 //! Applying a feed's rows: chunks of valid rows written with bounded
-//! concurrency, rejects collected, and a stop before time runs out.
+//! concurrency, rejects collected, and a stop before time runs out, between
+//! two chunks, at a [`Position`] the next invocation reads on from.
 
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use tokio::time::Instant;
 
 use super::import::ImportError;
 use super::report::Rejects;
-use super::{FeedEffect, FeedItem, FeedReader, FeedRowInput, FeedSource, ROWS_PER_FEED_CHUNK};
+use super::{
+    FeedEffect, FeedError, FeedItem, FeedReader, FeedRowInput, FeedSource, Position, ROWS_PER_FEED_CHUNK,
+};
 use crate::domain::{Location, Sku};
 use crate::store::StockStore;
 
@@ -27,6 +30,25 @@ pub struct Chunker {
 }
 
 impl Chunker {
+    /// A chunker whose first chunk is number `first` (a reader resumed
+    /// where chunk `first` starts).
+    pub fn starting_at(first: u64) -> Self {
+        Self {
+            rows: Vec::with_capacity(ROWS_PER_FEED_CHUNK),
+            next: first,
+        }
+    }
+
+    /// Whether every row pushed so far is in a chunk handed out.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// The number of the chunk being gathered (or the next one).
+    pub fn next_index(&self) -> u64 {
+        self.next
+    }
+
     /// Adds a row; returns the chunk it completes.
     pub fn push(&mut self, row: FeedRowInput) -> Option<(u64, Vec<FeedRowInput>)> {
         self.rows.push(row);
@@ -46,21 +68,54 @@ impl Chunker {
     }
 }
 
-/// What the applying pass saw.
+/// Where a pass stopped for time: every chunk before `chunk` is applied,
+/// and its rows start at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Pause {
+    pub chunk: u64,
+    pub at: Position,
+}
+
+/// What the import has seen so far, over its invocations.
 pub(crate) struct Pass {
-    /// Rows read, valid or rejected.
+    /// Rows read, valid or rejected, from the start of the file.
     pub rows: u64,
-    /// Rows the reader refused (written to `rejects`).
+    /// Rows the reader refused, from the start of the file.
     pub parse_rejects: u64,
-    /// The chunk to resume from, when the pass stopped for time.
-    pub paused_at: Option<u64>,
+    /// Bytes the applying passes read, over the invocations.
+    pub bytes_read: u64,
+    /// Where to resume, when the pass stopped for time.
+    pub paused_at: Option<Pause>,
+    /// Why reading stopped for good before the end (the row cap, met by a
+    /// file that was not read first): the rows before it are applied.
+    pub cut: Option<String>,
+    /// The rows this invocation's reader refused (earlier ones are in parts).
     pub rejects: Rejects,
+}
+
+impl Pass {
+    /// A pass that reads nothing: what earlier invocations counted.
+    pub fn carried(rows: u64, parse_rejects: u64, bytes_read: u64) -> Result<Self, ImportError> {
+        Ok(Self {
+            rows,
+            parse_rejects,
+            bytes_read,
+            paused_at: None,
+            cut: None,
+            rejects: Rejects::part()?,
+        })
+    }
 }
 
 /// How an applying pass runs.
 pub(crate) struct Pace {
+    /// The byte the reader began at: 0 (its header is read too), or where it resumed.
+    pub from_offset: u64,
+    /// The number of the first chunk the reader gives: where it resumes, or
+    /// 0 when it reads from the start.
+    pub first_chunk: u64,
     /// Chunks before this one were applied by an earlier invocation: they
-    /// are only counted.
+    /// are only counted (a checkpoint without a position re-reads them).
     pub from_chunk: u64,
     /// Chunks written at once.
     pub concurrency: usize,
@@ -70,21 +125,51 @@ pub(crate) struct Pace {
 }
 
 /// Streams the rows, applying chunks of valid ones with bounded concurrency
-/// and writing rejects to a local file.
+/// and writing rejects to a local file; `before` is what earlier
+/// invocations counted. Between two chunks, once this invocation has
+/// applied one, it stops if time is short: then every row read is either
+/// in an applied chunk or in the rejects, and the reader's position is
+/// where the next invocation reads on.
 pub(crate) async fn apply_rows<R: AsyncBufRead + Unpin>(
     store: &StockStore,
     mut reader: FeedReader<R>,
     src: &FeedSource,
     effect: FeedEffect,
     pace: Pace,
+    before: Pass,
 ) -> Result<Pass, ImportError> {
-    let mut rejects = Rejects::create()?;
-    let mut parse_rejects = 0u64;
-    let mut chunker = Chunker::default();
+    let Pass {
+        mut rejects,
+        mut parse_rejects,
+        ..
+    } = before;
+    let mut chunker = Chunker::starting_at(pace.first_chunk);
     let mut in_flight = FuturesUnordered::new();
     let mut paused_at = None;
+    let mut cut = None;
+    let mut dispatched = 0u64;
     loop {
-        let item = reader.next_item().await?;
+        if chunker.is_empty()
+            && dispatched > 0
+            && chunker.next_index() >= pace.from_chunk
+            && pace.deadline.saturating_duration_since(Instant::now()) < pace.margin
+        {
+            paused_at = Some(Pause {
+                chunk: chunker.next_index(),
+                at: reader.position(),
+            });
+            break;
+        }
+        let item = match reader.next_item().await {
+            // Past the row cap: what came before it is applied, then no more.
+            Err(e @ FeedError::TooManyRows(max)) => {
+                cut = Some(format!(
+                    "{e}: its first {max} rows were imported, the rest was not read"
+                ));
+                None
+            }
+            other => other?,
+        };
         let done = item.is_none();
         let full = match item {
             Some(FeedItem::Rejected(r)) => {
@@ -96,16 +181,13 @@ pub(crate) async fn apply_rows<R: AsyncBufRead + Unpin>(
             None => chunker.finish(),
         };
         if let Some((index, rows)) = full.filter(|(index, _)| *index >= pace.from_chunk) {
-            if pace.deadline.saturating_duration_since(Instant::now()) < pace.margin {
-                paused_at = Some(index);
-                break;
-            }
             while in_flight.len() >= pace.concurrency {
                 if let Some(r) = in_flight.next().await {
                     r?;
                 }
             }
             in_flight.push(async move { store.apply_feed_chunk(src, effect, index, &rows).await });
+            dispatched += 1;
         }
         if done {
             break;
@@ -117,7 +199,9 @@ pub(crate) async fn apply_rows<R: AsyncBufRead + Unpin>(
     Ok(Pass {
         rows: reader.rows(),
         parse_rejects,
+        bytes_read: before.bytes_read + reader.position().offset.saturating_sub(pace.from_offset),
         paused_at,
+        cut,
         rejects,
     })
 }

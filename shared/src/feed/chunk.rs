@@ -318,7 +318,7 @@ mod tests {
         FeedRowInput {
             line,
             sku: Sku::parse(sku).unwrap(),
-            location: Location::parse("acme").unwrap(),
+            location: Location::pool("acme").unwrap(),
             quantity,
             as_of: as_of.into(),
         }
@@ -336,7 +336,7 @@ mod tests {
 
     fn level(available: i64, updated_at: &str, counted_at: Option<&str>) -> LevelView {
         LevelView {
-            location: "acme".into(),
+            location: "pool:acme".into(),
             available,
             version: 3,
             updated_at: updated_at.into(),

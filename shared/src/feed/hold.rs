@@ -8,7 +8,8 @@ use tokio::io::AsyncBufRead;
 use super::{FeedError, FeedItem, FeedReader, FeedRow, LocationStats};
 use crate::domain::Location;
 
-/// What a stock file would do to its supplier's pool, counted in one read.
+/// What a stock file would do to its supplier's pool, counted in one read
+/// (a deliveries file is read the same way first, for its row count).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StockFileCounts {
     /// Valid rows, wherever they go.
@@ -107,12 +108,12 @@ impl fmt::Display for HoldReason {
                 share,
             } => write!(
                 f,
-                "it would set {zeroed} of the {skus} SKUs in the {pool} pool to zero (more than {})",
+                "it would set {zeroed} of the {skus} SKUs in {pool} to zero (more than {})",
                 percent(*share)
             ),
             Self::ListsTooFew { pool, listed, skus } => write!(
                 f,
-                "it lists only {listed} of the {skus} SKUs in the {pool} pool: it looks truncated"
+                "it lists only {listed} of the {skus} SKUs in {pool}: it looks truncated"
             ),
             Self::CutsUnits {
                 pool,
@@ -121,7 +122,7 @@ impl fmt::Display for HoldReason {
                 share,
             } => write!(
                 f,
-                "it would cut the {pool} pool from {from} to {to} units (by more than {})",
+                "it would cut {pool} from {from} to {to} units (by more than {})",
                 percent(*share)
             ),
         }
@@ -188,7 +189,7 @@ mod tests {
     use super::*;
 
     fn acme() -> Location {
-        Location::parse("acme").unwrap()
+        Location::pool("acme").unwrap()
     }
 
     /// A file of `in_pool` rows for the pool, `zeros` of them zero, counting `units` in all.
@@ -219,7 +220,7 @@ mod tests {
     }
 
     const FOUR_OF_TEN: Option<&str> =
-        Some("it would set 4 of the 10 SKUs in the acme pool to zero (more than 30 %)");
+        Some("it would set 4 of the 10 SKUs in pool:acme to zero (more than 30 %)");
 
     #[test]
     fn counting_a_file_keeps_to_the_pool() {
@@ -231,7 +232,7 @@ mod tests {
             quantity,
             as_of: String::new(),
         };
-        for r in [row("acme", 0), row("acme", 5), row("warehouse", 0)] {
+        for r in [row("pool:acme", 0), row("pool:acme", 5), row("warehouse", 0)] {
             counts.count(&r, &acme());
         }
         assert_eq!(
@@ -310,7 +311,7 @@ mod tests {
             (
                 file(3, 0, 30),
                 wide,
-                Some("it lists only 3 of the 10 SKUs in the acme pool: it looks truncated"),
+                Some("it lists only 3 of the 10 SKUs in pool:acme: it looks truncated"),
             ),
             (file(3, 0, 30), partial, None),
         ]);
@@ -323,7 +324,7 @@ mod tests {
             (
                 file(10, 0, 60),
                 policy(10, 100, true),
-                Some("it would cut the acme pool from 100 to 60 units (by more than 30 %)"),
+                Some("it would cut pool:acme from 100 to 60 units (by more than 30 %)"),
             ),
             (file(10, 0, 70), policy(10, 100, true), None),
             // Only for zero-missing suppliers, and only when the pool has units.

@@ -32,9 +32,11 @@ pub mod settings;
 pub use chunk::{needs_movements, plan_count, CountPlan, FeedChunk};
 pub use import::{ImportError, Importer};
 pub use message::{objects_in, ObjectRef};
-pub use reader::{FeedItem, FeedReader, FeedRow, ReadOptions, RejectedRow, MAX_ROW_BYTES};
+pub use reader::{
+    AsOfWindow, Columns, FeedItem, FeedReader, FeedRow, Position, ReadOptions, RejectedRow, MAX_ROW_BYTES,
+};
 pub use release::{Release, ReleaseRequest};
-pub use settings::FeedSettings;
+pub use settings::{FeedSettings, Supplier, Suppliers};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -47,6 +49,9 @@ pub enum FeedError {
     /// Reading the object failed (worth a retry).
     #[error("reading the feed failed: {0}")]
     Read(#[from] std::io::Error),
+    /// The file has more rows than an import takes (`FEED_MAX_ROWS`).
+    #[error("the file has more than {0} rows (FEED_MAX_ROWS)")]
+    TooManyRows(u64),
 }
 
 /// What a feed file says.
@@ -85,7 +90,10 @@ pub enum FeedFormat {
 /// A feed object's key, decoded and checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedKey {
-    pub supplier: Location,
+    /// The supplier's folder: a plain slug.
+    pub supplier: String,
+    /// Its pool, where its stock files count: `pool:<supplier>`.
+    pub pool: Location,
     pub kind: FeedKind,
     pub format: FeedFormat,
     /// The decoded key as a whole.
@@ -110,7 +118,7 @@ impl FeedKey {
         else {
             return Err(bad("expected feeds/<supplier>/<kind>/<name>"));
         };
-        let supplier = Location::parse(supplier)
+        let pool = Location::pool(supplier)
             .map_err(|_| bad("the supplier must be a slug of a-z, 0-9, '-' or '_'"))?;
         let kind = match kind {
             "deliveries" => FeedKind::Deliveries,
@@ -126,7 +134,8 @@ impl FeedKey {
             return Err(bad("the name must end in .csv or .jsonl"));
         };
         Ok(Self {
-            supplier,
+            supplier: supplier.to_owned(),
+            pool,
             kind,
             format,
             key: key.to_owned(),
@@ -226,6 +235,25 @@ pub struct ChunkSummary {
     pub rejected: Vec<(u64, String)>,
 }
 
+/// Where a checkpointed import carries on, and what it had counted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    /// Where the next chunk's rows start: the next invocation reads the
+    /// object from there (a ranged GET), not from its first byte.
+    pub at: Position,
+    /// Rows the reader refused before `at`.
+    pub parse_rejects: u64,
+    /// The byte ranges whose rejects earlier invocations left as parts
+    /// ([`report::rejects_part_key`]), in file order.
+    #[serde(default)]
+    pub reject_parts: Vec<(u64, u64)>,
+    /// Bytes the applying passes read so far.
+    pub bytes_read: u64,
+    /// The import's clock (when it began), in [`clock`](crate::clock) format:
+    /// `as_of` bounds are taken from it in every invocation.
+    pub clock: String,
+}
+
 /// Where an object's import stands. `as_of` is the object's last-modified
 /// time when it was first seen: a stock file's rows without their own
 /// `as_of` are counts as of then, however late the file is released or resumed.
@@ -242,6 +270,11 @@ pub enum FeedState {
         /// The ops release it was imported under, if it was held.
         #[serde(default)]
         release: Option<Release>,
+        /// Where to read on. A checkpoint written before imports resumed
+        /// by offset has none: that import re-reads from the start,
+        /// skipping the chunks before `next_chunk`.
+        #[serde(default)]
+        resume: Option<Resume>,
     },
     /// Not applied: the safety checks refused it until ops release it.
     Held {
@@ -259,6 +292,12 @@ pub enum FeedState {
     Done { report: String },
     /// Not a feed that can be read (its key, its header, its bytes): reported, never retried.
     Unreadable { reason: String },
+    /// Not imported at all (a supplier not configured, a file over the
+    /// caps): nothing applied; reported, never retried.
+    Refused { reason: String },
+    /// Stopped part-way (too many invocations, its supplier no longer
+    /// configured): what was applied stays; reported, never retried.
+    Stopped { reason: String, report: String },
 }
 
 impl FeedState {
@@ -270,6 +309,8 @@ impl FeedState {
             FeedState::Released { .. } => "released",
             FeedState::Done { .. } => "done",
             FeedState::Unreadable { .. } => "unreadable",
+            FeedState::Refused { .. } => "refused",
+            FeedState::Stopped { .. } => "stopped",
         }
     }
 }

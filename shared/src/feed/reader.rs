@@ -1,8 +1,14 @@
 //! The streaming reader: a CSV or JSON Lines file into valid rows and
 //! rejected rows, one at a time, with bounded memory whatever the file's size.
+//! It knows where it stands ([`Position`]: the byte offset, the line, the
+//! rows so far, a CSV's columns), so an import can stop between rows and a
+//! new reader can start there, mid-file, reading exactly what a read from
+//! the start would have read next.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -21,13 +27,80 @@ const RAW_KEPT: usize = 1024;
 #[derive(Debug, Clone)]
 pub struct ReadOptions {
     pub kind: FeedKind,
-    /// Where a delivery row without `location` goes.
-    pub default_location: Location,
-    /// Where a stock row without `location` goes: the supplier's pool.
+    /// The supplier whose file it is (named in the reasons rows are refused for).
+    pub supplier: String,
+    /// The only location a stock row may count, and where one without
+    /// `location` goes: the supplier's pool.
     pub pool: Location,
+    /// Where the supplier's delivery rows may go (`FEED_SUPPLIERS`); a row
+    /// without `location` goes to the first.
+    pub delivers_to: Vec<Location>,
     /// A stock row's `as_of` when it has none: the object's last-modified
     /// time, in [`clock`] format.
     pub last_modified: String,
+    /// The `as_of` times a stock row may carry.
+    pub as_of: AsOfWindow,
+    /// More rows than this and the file is refused ([`FeedError::TooManyRows`]).
+    pub max_rows: u64,
+}
+
+/// The `as_of` times a stock row may carry: at most `future` ahead of the
+/// import's clock (a count from the future would make every later count
+/// stale) and at most `max_age` behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AsOfWindow {
+    /// The import's clock: when it began (kept across its invocations, so
+    /// a row is judged alike in each).
+    pub clock: OffsetDateTime,
+    pub future: Duration,
+    pub max_age: Duration,
+}
+
+impl AsOfWindow {
+    /// Why `t` is outside the window, if it is.
+    pub fn check(&self, t: OffsetDateTime) -> Result<(), String> {
+        let (clock, at) = (clock::format(self.clock), clock::format(t));
+        if t > self.clock + self.future {
+            return Err(format!(
+                "as_of {at} is more than {} ahead of the import's clock ({clock})",
+                human(self.future)
+            ));
+        }
+        if t < self.clock - self.max_age {
+            return Err(format!(
+                "as_of {at} is more than {} before the import's clock ({clock})",
+                human(self.max_age)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A duration as settings write it and people read it: `5 minutes`, `31 days`.
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    let (n, unit) = match s {
+        0 => (0, "second"),
+        _ if s % 86_400 == 0 => (s / 86_400, "day"),
+        _ if s % 3_600 == 0 => (s / 3_600, "hour"),
+        _ if s % 60 == 0 => (s / 60, "minute"),
+        _ => (s, "second"),
+    };
+    format!("{n} {unit}{}", if n == 1 { "" } else { "s" })
+}
+
+/// Where a reader stands: what a reader started there needs to read on
+/// exactly as a read from the start would.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The byte of the object the next record starts at.
+    pub offset: u64,
+    /// The physical line that record starts on (the first line is 1).
+    pub line: u64,
+    /// Rows (valid or rejected) before it.
+    pub rows: u64,
+    /// A CSV's columns, from its header.
+    pub columns: Option<Columns>,
 }
 
 /// A valid row.
@@ -57,12 +130,12 @@ pub enum FeedItem {
 }
 
 /// Column positions from a CSV header.
-#[derive(Debug, Clone, Copy)]
-struct Columns {
-    sku: usize,
-    quantity: usize,
-    location: Option<usize>,
-    as_of: Option<usize>,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Columns {
+    pub sku: usize,
+    pub quantity: usize,
+    pub location: Option<usize>,
+    pub as_of: Option<usize>,
 }
 
 /// Streams a feed's rows.
@@ -73,6 +146,8 @@ pub struct FeedReader<R> {
     columns: Option<Columns>,
     /// The next physical line number to be read.
     line: u64,
+    /// Bytes read from `reader`, plus the offset it started at.
+    consumed: u64,
     /// Lines read ahead for a quoted field that was never closed: they are
     /// read again as records of their own.
     pending: std::collections::VecDeque<Line>,
@@ -149,6 +224,8 @@ fn split_csv(record: &str) -> Vec<String> {
 #[derive(Debug)]
 struct Line {
     number: u64,
+    /// The byte it starts at.
+    offset: u64,
     bytes: Vec<u8>,
     /// It ends with a line ending (the file's last line may not).
     ended: bool,
@@ -186,18 +263,13 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
     /// Opens a feed: for CSV, reads and checks the header. An empty file
     /// has no rows (not an error).
     pub async fn open(reader: R, format: FeedFormat, options: ReadOptions) -> Result<Self, FeedError> {
-        let mut me = Self {
-            reader,
-            format,
-            options,
-            columns: None,
+        let start = Position {
+            offset: 0,
             line: 1,
-            pending: std::collections::VecDeque::new(),
             rows: 0,
-            ended_with_newline: true,
-            last_rejected: false,
-            buf: Vec::new(),
+            columns: None,
         };
+        let mut me = Self::resume(reader, format, options, start);
         if format == FeedFormat::Csv {
             if let Some(Record { bytes, .. }) = me.read_record().await? {
                 let text = std::str::from_utf8(&bytes)
@@ -224,6 +296,39 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
         Ok(me)
     }
 
+    /// A reader of the object's bytes from `at` on (`reader` starts there):
+    /// the rows, their line numbers and the row count are those a read
+    /// from the start would give from there.
+    pub fn resume(reader: R, format: FeedFormat, options: ReadOptions, at: Position) -> Self {
+        Self {
+            reader,
+            format,
+            options,
+            columns: at.columns,
+            line: at.line,
+            consumed: at.offset,
+            pending: std::collections::VecDeque::new(),
+            rows: at.rows,
+            ended_with_newline: true,
+            last_rejected: false,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Where the next record starts: a reader resumed here reads on as this one would.
+    pub fn position(&self) -> Position {
+        let (offset, line) = match self.pending.front() {
+            Some(l) => (l.offset, l.number),
+            None => (self.consumed, self.line),
+        };
+        Position {
+            offset,
+            line,
+            rows: self.rows,
+            columns: self.columns,
+        }
+    }
+
     /// Rows seen so far, valid or rejected (blank lines are not rows).
     pub fn rows(&self) -> u64 {
         self.rows
@@ -248,7 +353,8 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
         if n == 0 {
             return Ok(None);
         }
-        let number = self.line;
+        let (number, offset) = (self.line, self.consumed);
+        self.consumed += n as u64;
         self.ended_with_newline = self.buf.last() == Some(&b'\n');
         if self.ended_with_newline {
             self.line += 1;
@@ -263,6 +369,7 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
         };
         Ok(Some(Line {
             number,
+            offset,
             bytes,
             ended: self.ended_with_newline || overlong,
             overlong,
@@ -341,6 +448,7 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
             if n == 0 {
                 return Ok(());
             }
+            self.consumed += n as u64;
             self.ended_with_newline = self.buf.last() == Some(&b'\n');
             if self.ended_with_newline {
                 self.line += 1;
@@ -359,6 +467,9 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
                 continue;
             }
             self.rows += 1;
+            if self.rows > self.options.max_rows {
+                return Err(FeedError::TooManyRows(self.options.max_rows));
+            }
             let item = match fault {
                 Some(why) => Self::reject(line, why, &bytes),
                 None => self.parse(line, &bytes),
@@ -440,21 +551,22 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
             Some(q) if !q.trim().is_empty() => quantity(q, self.options.kind)?,
             _ => return Err("empty quantity".into()),
         };
-        let location = match fields.get("location").map(|l| l.trim()).filter(|l| !l.is_empty()) {
-            Some(l) => Location::parse(l).map_err(|e| e.to_string())?,
-            None => match self.options.kind {
-                FeedKind::Deliveries => self.options.default_location.clone(),
-                FeedKind::Stock => self.options.pool.clone(),
-            },
+        let named = fields.get("location").map(|l| l.trim()).filter(|l| !l.is_empty());
+        let location = match named {
+            Some(l) => Some(Location::parse(l).map_err(|e| e.to_string())?),
+            None => None,
         };
+        let location = self.confine(location)?;
         let as_of = match (
             self.options.kind,
             fields.get("as_of").map(|a| a.trim()).filter(|a| !a.is_empty()),
         ) {
-            (FeedKind::Stock, Some(a)) => clock::format(
-                OffsetDateTime::parse(a, &Rfc3339)
-                    .map_err(|_| format!("as_of {a:?} is not an RFC 3339 time"))?,
-            ),
+            (FeedKind::Stock, Some(a)) => {
+                let t = OffsetDateTime::parse(a, &Rfc3339)
+                    .map_err(|_| format!("as_of {a:?} is not an RFC 3339 time"))?;
+                self.options.as_of.check(t)?;
+                clock::format(t)
+            }
             _ => self.options.last_modified.clone(),
         };
         Ok(FeedRow {
@@ -465,6 +577,45 @@ impl<R: AsyncBufRead + Unpin> FeedReader<R> {
             as_of,
         })
     }
+
+    /// Where a row may go: a stock row counts its supplier's pool only; a
+    /// delivery goes only to a location listed for its supplier. `named`
+    /// is the row's own `location`, if it has one.
+    fn confine(&self, named: Option<Location>) -> Result<Location, String> {
+        let o = &self.options;
+        match (o.kind, named) {
+            (FeedKind::Stock, None) => Ok(o.pool.clone()),
+            (FeedKind::Stock, Some(l)) if l == o.pool => Ok(l),
+            (FeedKind::Stock, Some(l)) => Err(format!(
+                "a stock file from {} counts only its own pool {}, not {} {l}",
+                o.supplier,
+                o.pool,
+                if l.is_pool() { "the pool" } else { "the location" }
+            )),
+            (FeedKind::Deliveries, named) => {
+                let listed = o.delivers_to.iter().map(Location::as_str).collect::<Vec<_>>();
+                let Some(l) = named.or_else(|| o.delivers_to.first().cloned()) else {
+                    return Err(format!(
+                        "{} has no delivery locations in FEED_SUPPLIERS",
+                        o.supplier
+                    ));
+                };
+                if o.delivers_to.contains(&l) {
+                    Ok(l)
+                } else {
+                    Err(format!(
+                        "{} may deliver only to {} (FEED_SUPPLIERS), not to {l}",
+                        o.supplier,
+                        if listed.is_empty() {
+                            "no location".to_owned()
+                        } else {
+                            listed.join(", ")
+                        }
+                    ))
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -472,12 +623,29 @@ mod tests {
     use super::*;
     use crate::feed::{decode_s3_key, FeedKey};
 
+    fn loc(l: &str) -> Location {
+        Location::parse(l).unwrap()
+    }
+
+    /// The import's clock in these tests: 2026-11-22T12:00:00Z.
+    fn noon() -> OffsetDateTime {
+        OffsetDateTime::parse("2026-11-22T12:00:00Z", &Rfc3339).unwrap()
+    }
+
+    /// Supplier acme: it delivers to warehouse (the default) and downtown.
     fn options(kind: FeedKind) -> ReadOptions {
         ReadOptions {
             kind,
-            default_location: Location::parse("warehouse").unwrap(),
-            pool: Location::parse("acme").unwrap(),
+            supplier: "acme".into(),
+            pool: Location::pool("acme").unwrap(),
+            delivers_to: vec![loc("warehouse"), loc("downtown")],
             last_modified: "2026-11-22T08:00:00.000000Z".into(),
+            as_of: AsOfWindow {
+                clock: noon(),
+                future: Duration::from_secs(300),
+                max_age: Duration::from_secs(31 * 86_400),
+            },
+            max_rows: 1_000_000,
         }
     }
 
@@ -501,7 +669,15 @@ mod tests {
     }
 
     async fn read_all(bytes: &[u8], format: FeedFormat, kind: FeedKind) -> Result<Vec<FeedItem>, FeedError> {
-        let mut r = FeedReader::open(tokio::io::BufReader::new(bytes), format, options(kind)).await?;
+        read_with(bytes, format, options(kind)).await
+    }
+
+    async fn read_with(
+        bytes: &[u8],
+        format: FeedFormat,
+        options: ReadOptions,
+    ) -> Result<Vec<FeedItem>, FeedError> {
+        let mut r = FeedReader::open(tokio::io::BufReader::new(bytes), format, options).await?;
         let mut out = Vec::new();
         while let Some(item) = r.next_item().await? {
             out.push(item);
@@ -528,8 +704,8 @@ mod tests {
         assert!(decode_s3_key("feeds/%zz").is_err());
         let k = FeedKey::parse("feeds/acme/deliveries/Nov 22 delivery.CSV").unwrap();
         assert_eq!(
-            (k.supplier.as_str(), k.kind, k.format),
-            ("acme", FeedKind::Deliveries, FeedFormat::Csv)
+            (k.supplier.as_str(), k.pool.as_str(), k.kind, k.format),
+            ("acme", "pool:acme", FeedKind::Deliveries, FeedFormat::Csv)
         );
         let k = FeedKey::parse("feeds/acme/stock/2026/11/22.jsonl").unwrap();
         assert_eq!((k.kind, k.format), (FeedKind::Stock, FeedFormat::JsonLines));
@@ -539,6 +715,8 @@ mod tests {
             "feeds/acme/returns/x.csv",
             "feeds/acme/stock/x.xlsx",
             "feeds/acme/stock",
+            // A folder named like a pool is not a supplier.
+            "feeds/pool:acme/stock/x.csv",
         ] {
             assert!(FeedKey::parse(bad).is_err(), "{bad}");
         }
@@ -669,7 +847,7 @@ mod tests {
         let FeedItem::Row(a) = &items[0] else { panic!() };
         assert_eq!(
             (a.location.as_str(), a.quantity, a.as_of.as_str()),
-            ("acme", 0, "2026-11-22T08:00:00.000000Z")
+            ("pool:acme", 0, "2026-11-22T08:00:00.000000Z")
         );
         let FeedItem::Row(b) = &items[1] else { panic!() };
         assert_eq!(b.as_of, "2026-11-22T08:30:00.000000Z");
@@ -774,5 +952,229 @@ mod tests {
         }
         writer.await.unwrap();
         assert_eq!((rows, last_line), (200_000, 200_001));
+    }
+
+    #[tokio::test]
+    async fn a_stock_file_counts_only_its_own_pool() {
+        let csv = "sku,quantity,location\n\
+                   A,1,\n\
+                   B,2,pool:acme\n\
+                   C,3,downtown\n\
+                   D,4,pool:globex\n\
+                   E,5,acme\n";
+        assert_eq!(
+            summary(&read_all(csv.as_bytes(), FeedFormat::Csv, FeedKind::Stock).await.unwrap()),
+            [
+                "2 ok A@pool:acme=1",
+                "3 ok B@pool:acme=2",
+                "4 rejected: a stock file from acme counts only its own pool pool:acme, not the location downtown",
+                "5 rejected: a stock file from acme counts only its own pool pool:acme, not the pool pool:globex",
+                // The supplier's own name is a place like any other, not its pool.
+                "6 rejected: a stock file from acme counts only its own pool pool:acme, not the location acme",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn deliveries_go_only_to_the_supplier_s_listed_locations() {
+        let csv = "sku,quantity,location\n\
+                   A,1,\n\
+                   B,2,downtown\n\
+                   C,3,uptown\n\
+                   D,4,pool:acme\n";
+        assert_eq!(
+            delivered(csv.as_bytes()).await,
+            [
+                "2 ok A@warehouse=1",
+                "3 ok B@downtown=2",
+                "4 rejected: acme may deliver only to warehouse, downtown (FEED_SUPPLIERS), not to uptown",
+                "5 rejected: acme may deliver only to warehouse, downtown (FEED_SUPPLIERS), not to pool:acme",
+            ]
+        );
+        // A supplier listed with no locations delivers nowhere.
+        let nowhere = ReadOptions {
+            delivers_to: Vec::new(),
+            ..options(FeedKind::Deliveries)
+        };
+        let items = read_with(
+            b"sku,quantity,location\nA,1,\nB,1,warehouse\n",
+            FeedFormat::Csv,
+            nowhere,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                "2 rejected: acme has no delivery locations in FEED_SUPPLIERS",
+                "3 rejected: acme may deliver only to no location (FEED_SUPPLIERS), not to warehouse",
+            ]
+        );
+    }
+
+    #[test]
+    fn as_of_is_within_minutes_ahead_and_a_month_behind_the_clock() {
+        let w = options(FeedKind::Stock).as_of;
+        let at = |s: &str| OffsetDateTime::parse(s, &Rfc3339).unwrap();
+        for ok in [
+            "2026-11-22T12:05:00Z",
+            "2026-11-22T12:00:00Z",
+            "2026-10-22T12:00:00Z",
+        ] {
+            assert_eq!(w.check(at(ok)), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            w.check(at("2026-11-22T12:05:01Z")),
+            Err(
+                "as_of 2026-11-22T12:05:01.000000Z is more than 5 minutes ahead of the import's clock \
+                 (2026-11-22T12:00:00.000000Z)"
+                    .into()
+            )
+        );
+        assert_eq!(
+            w.check(at("2026-10-22T11:59:59Z")),
+            Err(
+                "as_of 2026-10-22T11:59:59.000000Z is more than 31 days before the import's clock \
+                 (2026-11-22T12:00:00.000000Z)"
+                    .into()
+            )
+        );
+        assert_eq!(human(Duration::from_secs(90)), "90 seconds");
+        assert_eq!(human(Duration::from_secs(3_600)), "1 hour");
+        assert_eq!(human(Duration::ZERO), "0 seconds");
+    }
+
+    #[tokio::test]
+    async fn a_stock_row_from_the_future_or_long_ago_is_rejected() {
+        let csv = "sku,quantity,as_of\n\
+                   A,1,2026-11-22T11:00:00Z\n\
+                   B,2,2099-01-01T00:00:00Z\n\
+                   C,3,2020-01-01T00:00:00Z\n\
+                   D,4,\n";
+        let items = read_all(csv.as_bytes(), FeedFormat::Csv, FeedKind::Stock)
+            .await
+            .unwrap();
+        assert_eq!(
+            summary(&items),
+            [
+                "2 ok A@pool:acme=1",
+                "3 rejected: as_of 2099-01-01T00:00:00.000000Z is more than 5 minutes ahead of the import's clock \
+                 (2026-11-22T12:00:00.000000Z)",
+                "4 rejected: as_of 2020-01-01T00:00:00.000000Z is more than 31 days before the import's clock \
+                 (2026-11-22T12:00:00.000000Z)",
+                // Without its own as_of a row counts as of the file's arrival, unjudged.
+                "5 ok D@pool:acme=4",
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn more_rows_than_the_cap_is_an_error_and_blank_lines_are_not_rows() {
+        let capped = ReadOptions {
+            max_rows: 3,
+            ..options(FeedKind::Deliveries)
+        };
+        let within = b"sku,quantity\nA,1\n\n\nB,x\nC,1\n";
+        assert_eq!(
+            read_with(within, FeedFormat::Csv, capped.clone())
+                .await
+                .unwrap()
+                .len(),
+            3
+        );
+        let over = b"sku,quantity\nA,1\nB,1\nC,1\nD,1\n";
+        let err = read_with(over, FeedFormat::Csv, capped).await.unwrap_err();
+        assert!(matches!(err, FeedError::TooManyRows(3)), "{err}");
+        assert_eq!(err.to_string(), "the file has more than 3 rows (FEED_MAX_ROWS)");
+    }
+
+    /// Reads `bytes` from the start, then again from each position the
+    /// first read passed through: every resumed read gives the rows (and
+    /// line numbers, and row counts) the first read gave from there on.
+    async fn resumes_like_a_full_read(bytes: &[u8], format: FeedFormat, kind: FeedKind) -> usize {
+        let mut r = FeedReader::open(tokio::io::BufReader::new(bytes), format, options(kind))
+            .await
+            .unwrap();
+        let mut steps: Vec<(Position, Option<FeedItem>)> = Vec::new();
+        loop {
+            let at = r.position();
+            let item = r.next_item().await.unwrap();
+            let end = item.is_none();
+            steps.push((at, item));
+            if end {
+                break;
+            }
+        }
+        assert_eq!(
+            steps.last().unwrap().0.offset,
+            bytes.len() as u64,
+            "the end is the file's size"
+        );
+        for (i, (at, _)) in steps.iter().enumerate() {
+            let rest = &bytes[at.offset as usize..];
+            let mut resumed = FeedReader::resume(tokio::io::BufReader::new(rest), format, options(kind), *at);
+            for (j, (expected_at, expected)) in steps[i..].iter().enumerate() {
+                // Offsets are the object's, not the ranged body's.
+                assert_eq!(resumed.position(), *expected_at, "resumed at step {i}, step {j}");
+                assert_eq!(
+                    &resumed.next_item().await.unwrap(),
+                    expected,
+                    "resumed at step {i}, step {j}"
+                );
+            }
+        }
+        steps.len()
+    }
+
+    #[tokio::test]
+    async fn a_reader_resumed_at_any_row_reads_on_as_a_read_from_the_start() {
+        let mut csv = b"\xEF\xBB\xBFsku,Quantity,note,location\r\n\
+                        A,1,plain,\r\n\
+                        \r\n\
+                        B,2,\"spans\r\ntwo lines\",downtown\r\n\
+                        C,3,\"never closed\r\n\
+                        D,4,after it,\r\n\
+                        E,x,bad quantity,\r\n"
+            .to_vec();
+        csv.extend(std::iter::repeat_n(b'y', MAX_ROW_BYTES + 5));
+        csv.extend_from_slice(b",1\r\nF\xFF,5,,\r\nG,6,5\" BLUE,uptown\r\nH,7,last,");
+        let steps = resumes_like_a_full_read(&csv, FeedFormat::Csv, FeedKind::Deliveries).await;
+        assert_eq!(steps, 10, "nine rows and the end");
+
+        let jsonl = b"{\"sku\": \"A\", \"quantity\": 2}\n\n{\"sku\": \"B\"}\nnot json\n{\"sku\": \"C\", \"quantity\": 1}";
+        assert_eq!(
+            resumes_like_a_full_read(jsonl, FeedFormat::JsonLines, FeedKind::Deliveries).await,
+            5
+        );
+    }
+
+    #[tokio::test]
+    async fn a_resumed_reader_keeps_the_lines_and_counts_of_the_whole_file() {
+        let csv = b"sku,quantity\nA,1\nB,2\nC,3\nD,4\n";
+        let mut r = csv_reader(csv).await;
+        r.next_item().await.unwrap();
+        r.next_item().await.unwrap();
+        let at = r.position();
+        assert_eq!((at.offset, at.line, at.rows), (21, 4, 2));
+        // A resumed reader is capped by the rows before it too.
+        let capped = ReadOptions {
+            max_rows: 3,
+            ..options(FeedKind::Deliveries)
+        };
+        let mut resumed = FeedReader::resume(&csv[21..], FeedFormat::Csv, capped, at);
+        let Some(FeedItem::Row(c)) = resumed.next_item().await.unwrap() else {
+            panic!()
+        };
+        assert_eq!((c.line, c.sku.as_str()), (4, "C"));
+        assert!(matches!(
+            resumed.next_item().await,
+            Err(FeedError::TooManyRows(3))
+        ));
+    }
+
+    async fn csv_reader(bytes: &[u8]) -> FeedReader<&[u8]> {
+        FeedReader::open(bytes, FeedFormat::Csv, options(FeedKind::Deliveries))
+            .await
+            .unwrap()
     }
 }

@@ -102,6 +102,8 @@ pub fn decide(state: Option<FeedState>, release: Release) -> Result<FeedState, R
         Some(FeedState::InProgress { .. }) => Err(ReleaseRefused::NotHeld("being imported")),
         Some(FeedState::Done { .. }) => Err(ReleaseRefused::NotHeld("imported")),
         Some(FeedState::Unreadable { .. }) => Err(ReleaseRefused::NotHeld("unreadable")),
+        Some(FeedState::Refused { .. }) => Err(ReleaseRefused::NotHeld("refused")),
+        Some(FeedState::Stopped { .. }) => Err(ReleaseRefused::NotHeld("stopped")),
     }
 }
 
@@ -153,7 +155,7 @@ pub async fn release(
         bucket: feeds.bucket.clone(),
         key: request.feed.key.clone(),
         version: request.etag.clone(),
-        supplier: request.feed.supplier.to_string(),
+        supplier: request.feed.supplier.clone(),
         note: None,
     };
     let current = store.feed_state(&src).await?;
@@ -229,6 +231,22 @@ mod tests {
         assert_eq!(
             decide(Some(done), release()),
             Err(ReleaseRefused::NotHeld("imported"))
+        );
+        // A refused or stopped file is past what a release can change.
+        let refused = FeedState::Refused {
+            reason: "supplier initech is not configured".into(),
+        };
+        assert_eq!(
+            decide(Some(refused), release()),
+            Err(ReleaseRefused::NotHeld("refused"))
+        );
+        let stopped = FeedState::Stopped {
+            reason: "more than 20 invocations".into(),
+            report: "r".into(),
+        };
+        assert_eq!(
+            decide(Some(stopped), release()),
+            Err(ReleaseRefused::NotHeld("stopped"))
         );
     }
 

@@ -1,6 +1,8 @@
 //! What an import leaves next to the feed: the report (`reports/<key>.json`)
 //! and, when rows were refused, the rejects (`rejects/<key>`, as CSV: a
-//! JSON Lines feed's rejects end in `.csv` instead of `.jsonl`).
+//! JSON Lines feed's rejects end in `.csv` instead of `.jsonl`). The
+//! rejects carry a supplier's text, so no cell of theirs can start a
+//! spreadsheet formula ([`neutralise`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -27,6 +29,25 @@ pub fn rejects_key(key: &str) -> String {
     beside("rejects", stem, "csv")
 }
 
+/// Where the rejects an invocation of a checkpointed import read between
+/// bytes `start` and `end` wait (rows only, no header) until the last
+/// invocation joins them. Named by their range, so two invocations of the
+/// same checkpoint (a redelivered message) never write over each other's.
+pub fn rejects_part_key(key: &str, start: u64, end: u64) -> String {
+    format!("{}.part-{start:012}-{end:012}", rejects_key(key))
+}
+
+/// A cell as the rejects CSV writes it: one that a spreadsheet would read as
+/// a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage
+/// return) is prefixed with `'`, as OWASP advises against CSV injection.
+pub fn neutralise(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{cell}").into()
+    } else {
+        cell.into()
+    }
+}
+
 /// The feed a report is about; what is not known yet stays empty.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Subject {
@@ -44,6 +65,10 @@ pub enum ReportStatus {
     Applied,
     Held,
     Unreadable,
+    /// Not imported at all: its supplier is not configured, or it is over a cap.
+    Refused,
+    /// Stopped part-way: what was applied stays, the rest was not read.
+    Stopped,
 }
 
 /// What happened to the rows of an applied feed.
@@ -70,6 +95,10 @@ pub struct Report {
     pub rows: RowCounts,
     pub duration_ms: u64,
     pub invocations: u32,
+    /// Bytes the applying passes read from the object, over all its
+    /// invocations: its size when each byte was read once (a resumed
+    /// invocation reads on from where the last stopped).
+    pub bytes_read: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rejects: Option<String>,
     /// A held file: the stock API request that releases it (ops add
@@ -91,6 +120,7 @@ impl Report {
             rows: RowCounts::default(),
             duration_ms: took.as_millis() as u64,
             invocations,
+            bytes_read: 0,
             rejects: None,
             release: None,
             released: None,
@@ -109,28 +139,72 @@ impl Report {
 pub struct Rejects {
     path: PathBuf,
     csv: csv::Writer<std::fs::File>,
+    /// The same file (one file offset): what is appended whole goes in
+    /// through it, once the CSV writer is flushed.
+    raw: std::fs::File,
+    /// Rows written (parts appended whole are not counted).
+    rows: u64,
 }
 
 impl Rejects {
     /// Creates the file, with its header, in the temporary directory.
     pub fn create() -> Result<Self, csv::Error> {
+        let mut me = Self::part()?;
+        me.csv.write_record(["line", "reason", "raw"])?;
+        Ok(me)
+    }
+
+    /// Creates a file of rows only: one invocation's share, to be appended
+    /// to the whole (a checkpointed import's rejects come in parts).
+    pub fn part() -> Result<Self, csv::Error> {
         let path = std::env::temp_dir().join(format!("stockroom-rejects-{:016x}.csv", fastrand::u64(..)));
-        let mut csv = csv::Writer::from_path(&path)?;
-        csv.write_record(["line", "reason", "raw"])?;
-        Ok(Self { path, csv })
+        let file = std::fs::File::create(&path)?;
+        let raw = file.try_clone()?;
+        Ok(Self {
+            path,
+            csv: csv::Writer::from_writer(file),
+            raw,
+            rows: 0,
+        })
+    }
+
+    fn write(&mut self, line: u64, reason: &str, raw: &str) -> Result<(), csv::Error> {
+        self.rows += 1;
+        self.csv
+            .write_record([line.to_string().as_str(), &neutralise(reason), &neutralise(raw)])
     }
 
     /// A row the reader refused, with its text.
     pub fn push(&mut self, row: &RejectedRow) -> Result<(), csv::Error> {
-        self.csv
-            .write_record([row.line.to_string().as_str(), &row.reason, &row.raw])
+        self.write(row.line, &row.reason, &row.raw)
     }
 
     /// The rows the store refused; their text is not kept.
     pub fn push_refused(&mut self, totals: &ChunkSummary) -> Result<(), csv::Error> {
         for (line, reason) in &totals.rejected {
-            self.csv.write_record([line.to_string().as_str(), reason, ""])?;
+            self.write(*line, reason, "")?;
         }
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Appends a part's bytes (rows already written as CSV, by [`Rejects::part`]).
+    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        self.csv.flush()?;
+        self.raw.write_all(bytes)
+    }
+
+    /// Appends another file of rows (a part written here, by [`Rejects::part`]).
+    pub fn append_part(&mut self, part: &mut Rejects) -> std::io::Result<()> {
+        let path = part.finish()?;
+        let mut file = std::fs::File::open(path)?;
+        self.csv.flush()?;
+        std::io::copy(&mut file, &mut self.raw)?;
         Ok(())
     }
 
@@ -192,12 +266,14 @@ mod tests {
             zeroed_missing: 0,
         };
         r.rejects = Some(rejects_key("feeds/acme/stock/x.csv"));
+        r.bytes_read = 120;
         assert_eq!(
             serde_json::to_string(&r).unwrap(),
             r#"{"feed":"feeds/acme/stock/x.csv","bucket":"b","etag":"e1","supplier":"acme","kind":"stock","#
                 .to_owned()
                 + r#""status":"applied","rows_read":6,"applied":3,"rejected":3,"skipped_stale":1,"duplicates":1,"#
-                + r#""zeroed_missing":0,"duration_ms":1500,"invocations":2,"rejects":"rejects/feeds/acme/stock/x.csv"}"#
+                + r#""zeroed_missing":0,"duration_ms":1500,"invocations":2,"bytes_read":120,"#
+                + r#""rejects":"rejects/feeds/acme/stock/x.csv"}"#
         );
     }
 
@@ -230,8 +306,20 @@ mod tests {
             serde_json::to_value(&unreadable).unwrap(),
             json!({"feed": "feeds/x", "bucket": "b", "etag": "", "supplier": "", "kind": "", "status": "unreadable",
                 "rows_read": 0, "applied": 0, "rejected": 0, "skipped_stale": 0, "duplicates": 0, "zeroed_missing": 0,
-                "duration_ms": 0, "invocations": 0})
+                "duration_ms": 0, "invocations": 0, "bytes_read": 0})
         );
+        let mut refused = Report::new(subject(), ReportStatus::Refused, 1, Duration::ZERO);
+        refused.reason = Some("supplier initech is not configured (FEED_SUPPLIERS)".into());
+        let v = serde_json::to_value(&refused).unwrap();
+        assert_eq!(
+            (&v["status"], &v["reason"]),
+            (
+                &json!("refused"),
+                &json!("supplier initech is not configured (FEED_SUPPLIERS)")
+            )
+        );
+        let stopped = Report::new(subject(), ReportStatus::Stopped, 20, Duration::ZERO);
+        assert_eq!(serde_json::to_value(&stopped).unwrap()["status"], "stopped");
     }
 
     #[test]
@@ -261,5 +349,67 @@ mod tests {
         );
         drop(rejects);
         assert!(!path.exists(), "the local file goes with the import");
+    }
+
+    #[test]
+    fn no_cell_can_start_a_spreadsheet_formula() {
+        for (cell, written) in [
+            ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"),
+            ("+1+1", "'+1+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tlead", "'\tlead"),
+            ("\rlead", "'\rlead"),
+            ("JKT,=1", "JKT,=1"),
+            ("", ""),
+            ("plain", "plain"),
+        ] {
+            assert_eq!(neutralise(cell), written, "{cell:?}");
+        }
+        let mut rejects = Rejects::create().unwrap();
+        rejects
+            .push(&RejectedRow {
+                line: 2,
+                reason: "empty sku".into(),
+                raw: "=cmd|' /C calc'!A0,1".into(),
+            })
+            .unwrap();
+        rejects
+            .push(&RejectedRow {
+                line: 3,
+                reason: "-quantity".into(),
+                raw: "@x,2".into(),
+            })
+            .unwrap();
+        let path = rejects.finish().unwrap().to_owned();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "line,reason,raw\n2,empty sku,\"'=cmd|' /C calc'!A0,1\"\n3,'-quantity,\"'@x,2\"\n"
+        );
+    }
+
+    #[test]
+    fn parts_join_after_the_header_in_order() {
+        let row = |line| RejectedRow {
+            line,
+            reason: "bad".into(),
+            raw: format!("r{line}"),
+        };
+        let mut first = Rejects::part().unwrap();
+        first.push(&row(2)).unwrap();
+        let part = std::fs::read(first.finish().unwrap()).unwrap();
+        assert_eq!(first.rows(), 1);
+        let mut whole = Rejects::create().unwrap();
+        whole.append(&part).unwrap();
+        whole.push(&row(9)).unwrap();
+        let path = whole.finish().unwrap().to_owned();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "line,reason,raw\n2,bad,r2\n9,bad,r9\n"
+        );
+        assert_eq!(
+            rejects_part_key("feeds/a/deliveries/x.jsonl", 0, 4096),
+            "rejects/feeds/a/deliveries/x.csv.part-000000000000-000000004096"
+        );
     }
 }

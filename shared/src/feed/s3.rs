@@ -8,8 +8,8 @@ use aws_sdk_s3::Client;
 use tokio::io::{AsyncRead, BufReader};
 
 use super::import::ImportError;
-use super::report::Report;
-use super::{FeedFormat, FeedReader, ObjectRef, ReadOptions};
+use super::report::{Rejects, Report};
+use super::{FeedFormat, FeedReader, ObjectRef, Position, ReadOptions};
 use crate::clock;
 
 /// An object's body, streamed.
@@ -27,6 +27,8 @@ pub(crate) struct Head {
     pub etag: String,
     /// In [`clock`] format; now when S3 does not say.
     pub last_modified: String,
+    /// Its size in bytes (0 when S3 does not say).
+    pub size: u64,
 }
 
 /// The object's head; `None` when it is gone.
@@ -48,6 +50,10 @@ pub(crate) async fn head(s3: &Client, object: &ObjectRef) -> Result<Option<Head>
         .unwrap_or_default();
     Ok(Some(Head {
         etag,
+        size: head
+            .content_length()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0),
         last_modified: head
             .last_modified()
             .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.secs()).ok())
@@ -56,23 +62,44 @@ pub(crate) async fn head(s3: &Client, object: &ObjectRef) -> Result<Option<Head>
     }))
 }
 
-/// Opens the object as a stream of rows.
+/// The object's bytes from `offset` on (a ranged GET, `Range: bytes=<offset>-`),
+/// only while it is still the object `head` described (`If-Match` its ETag):
+/// an object replaced meanwhile fails the read rather than mixing two files.
+async fn body_from(s3: &Client, object: &ObjectRef, head: &Head, offset: u64) -> Result<Body, ImportError> {
+    let stream: Box<dyn AsyncRead + Send + Unpin> = if offset > 0 && head.size > 0 && offset >= head.size {
+        // Nothing is left (S3 refuses a range that starts at or past the end).
+        Box::new(tokio::io::empty())
+    } else {
+        let got = s3
+            .get_object()
+            .bucket(&object.bucket)
+            .key(&object.key)
+            .set_version_id(object.version_id.clone())
+            .set_if_match((!head.etag.is_empty()).then(|| format!("\"{}\"", head.etag)))
+            .set_range((offset > 0).then(|| format!("bytes={offset}-")))
+            .send()
+            .await
+            .map_err(s3_err)?;
+        Box::new(got.body.into_async_read())
+    };
+    Ok(BufReader::with_capacity(64 * 1024, stream))
+}
+
+/// Opens the object as a stream of rows, from its first byte (`at`: `None`)
+/// or from where an earlier invocation stopped.
 pub(crate) async fn open(
     s3: &Client,
     object: &ObjectRef,
+    head: &Head,
     format: FeedFormat,
     options: ReadOptions,
+    at: Option<Position>,
 ) -> Result<FeedReader<Body>, ImportError> {
-    let got = s3
-        .get_object()
-        .bucket(&object.bucket)
-        .key(&object.key)
-        .set_version_id(object.version_id.clone())
-        .send()
-        .await
-        .map_err(s3_err)?;
-    let stream: Box<dyn AsyncRead + Send + Unpin> = Box::new(got.body.into_async_read());
-    Ok(FeedReader::open(BufReader::with_capacity(64 * 1024, stream), format, options).await?)
+    let body = body_from(s3, object, head, at.map_or(0, |p| p.offset)).await?;
+    Ok(match at {
+        Some(at) => FeedReader::resume(body, format, options, at),
+        None => FeedReader::open(body, format, options).await?,
+    })
 }
 
 async fn put(
@@ -112,4 +139,40 @@ pub(crate) async fn put_csv(s3: &Client, bucket: &str, key: &str, path: &Path) -
         .await
         .map_err(|e| ImportError::S3(e.to_string()))?;
     put(s3, bucket, key, body, "text/csv").await
+}
+
+/// Appends an object (a part of the rejects) to a local rejects file, as it streams in.
+pub(crate) async fn append_to(
+    s3: &Client,
+    bucket: &str,
+    key: &str,
+    to: &mut Rejects,
+) -> Result<(), ImportError> {
+    let mut body = s3
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(s3_err)?
+        .body;
+    while let Some(bytes) = body
+        .try_next()
+        .await
+        .map_err(|e| ImportError::S3(e.to_string()))?
+    {
+        to.append(&bytes)?;
+    }
+    Ok(())
+}
+
+/// Deletes an object (a part of the rejects, once joined).
+pub(crate) async fn delete(s3: &Client, bucket: &str, key: &str) -> Result<(), ImportError> {
+    s3.delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(s3_err)?;
+    Ok(())
 }
