@@ -70,7 +70,9 @@ impl Channels {
                 .split_once('=')
                 .ok_or_else(|| invalid(format!("expected name=locations[/buffer], got {part:?}")))?;
             let name = Location::parse(name)
-                .map_err(|_| {
+                .ok()
+                .filter(|l| !l.is_pool())
+                .ok_or_else(|| {
                     invalid(format!(
                         "channel name {name:?} must be a slug of a-z, 0-9, '-' or '_'"
                     ))
@@ -323,6 +325,7 @@ mod tests {
             "web=a,web=b",
             "Web=a",
             "web=a/x",
+            "pool:acme=warehouse",
         ] {
             assert!(Channels::parse(bad).is_err(), "{bad:?}");
         }

@@ -47,7 +47,8 @@ pub enum Change {
     /// is written once, so a redelivered order raises nothing).
     Oversell(OversellAlert),
     /// A feed's state was saved with an alert it had not carried before
-    /// (`feed_held`, `feed_rejects`, `feed_unreadable`).
+    /// (`feed_held`, `feed_rejects`, `feed_unreadable`, `feed_refused`,
+    /// `feed_stopped`): forwarded as saved, whatever its kind.
     FeedAlert(serde_json::Value),
     /// Anything else the filter let through: nothing to do.
     Other,
