@@ -255,8 +255,11 @@ async fn counts_keep_sales_made_after_them_and_older_counts_are_stale() {
     drop_feed(&s, "feeds/acme/stock/0955.csv", older.as_bytes()).await;
     assert_eq!(s.available(sku, "pool:acme").await, Some(5));
     assert_eq!(report(&s, "feeds/acme/stock/0955.csv").await["skipped_stale"], 1);
-    // A second, different count for the same SKU in one file is rejected.
-    let twice = format!("sku,quantity\n{sku},6\nCAP,1\n{sku},9\n{sku},6\n");
+    // A second, different count for the same SKU in one file is rejected. (Counted
+    // now: the object's last-modified time, the default, has whole seconds, which
+    // could put it before a sale made earlier in the same second.)
+    let now = rfc3339(Duration::ZERO);
+    let twice = format!("sku,quantity,as_of\n{sku},6,{now}\nCAP,1,{now}\n{sku},9,{now}\n{sku},6,{now}\n");
     drop_feed(&s, "feeds/acme/stock/twice.csv", twice.as_bytes()).await;
     let rep = report(&s, "feeds/acme/stock/twice.csv").await;
     assert_eq!(
