@@ -1,6 +1,8 @@
-//! Checks on `template.yaml` that `sam validate` and cfn-lint do not make:
-//! that it describes this workspace, that nothing asynchronous can lose a
-//! message, and that policies name what they touch.
+//! Checks on `template.yaml` that `sam validate`, cfn-lint and checkov do
+//! not make: that it describes this workspace, that nothing asynchronous can
+//! lose a message, that policies name what they touch, that every queue is
+//! encrypted (checkov's own check sees only KMS, so the template skips it)
+//! and that every check the template skips says why.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -36,8 +38,28 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
     for (id, res) in resources {
         let id = id.as_str().unwrap_or_default();
         let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+        for skip in res
+            .get("Metadata")
+            .and_then(|m| m.get("checkov"))
+            .and_then(|c| c.get("skip"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let check = skip.get("id").and_then(Value::as_str).unwrap_or("a check");
+            let reason = skip.get("comment").and_then(Value::as_str).unwrap_or_default();
+            if reason.trim().is_empty() {
+                problems.push(format!("{id} skips {check} without saying why (comment)"));
+            }
+        }
         match res.get("Type").and_then(Value::as_str).unwrap_or_default() {
             "AWS::SQS::Queue" => {
+                let sse = props.get("SqsManagedSseEnabled").and_then(Value::as_bool) == Some(true);
+                if !sse && props.get("KmsMasterKeyId").is_none() {
+                    problems.push(format!(
+                        "queue {id} is not encrypted: set SqsManagedSseEnabled: true (or a KmsMasterKeyId)"
+                    ));
+                }
                 if let Some(dlq) = props
                     .get("RedrivePolicy")
                     .and_then(|r| r.get("deadLetterTargetArn"))
@@ -211,6 +233,10 @@ mod tests {
 Resources:
   Q:
     Type: AWS::SQS::Queue
+    Metadata:
+      checkov:
+        skip:
+          - id: CKV_AWS_27
   F:
     Type: AWS::Serverless::Function
     Metadata:
@@ -240,6 +266,8 @@ Resources:
             "Resource \"*\"",
             "no log group",
             "template.yaml deploys no such function",
+            "queue Q is not encrypted",
+            "Q skips CKV_AWS_27 without saying why",
         ] {
             assert!(
                 problems.contains(expected),
