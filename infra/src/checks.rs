@@ -2,7 +2,8 @@
 //! not make: that it describes this workspace, that nothing asynchronous can
 //! lose a message, that policies name what they touch, that every queue is
 //! encrypted (checkov's own check sees only KMS, so the template skips it)
-//! and that every check the template skips says why.
+//! and says who may send to it, and that every check the template skips
+//! says why.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -34,6 +35,8 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
     let mut dead_letter_queues = BTreeSet::new();
     let mut alarmed_queues = BTreeSet::new();
     let mut log_groups = BTreeSet::new();
+    let mut queues = BTreeSet::new();
+    let mut policed_queues = BTreeSet::new();
     let mut binaries = BTreeSet::new();
     for (id, res) in resources {
         let id = id.as_str().unwrap_or_default();
@@ -54,6 +57,7 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
         }
         match res.get("Type").and_then(Value::as_str).unwrap_or_default() {
             "AWS::SQS::Queue" => {
+                queues.insert(id.to_owned());
                 let sse = props.get("SqsManagedSseEnabled").and_then(Value::as_bool) == Some(true);
                 if !sse && props.get("KmsMasterKeyId").is_none() {
                     problems.push(format!(
@@ -66,6 +70,17 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
                     .and_then(id_of)
                 {
                     dead_letter_queues.insert(dlq);
+                }
+            }
+            "AWS::SQS::QueuePolicy" => {
+                for q in props
+                    .get("Queues")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(id_of)
+                {
+                    policed_queues.insert(q);
                 }
             }
             "AWS::CloudWatch::Alarm" => {
@@ -199,6 +214,14 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
             problems.push(format!("dead-letter queue {q} has no alarm on its depth"));
         }
     }
+    // Within the account any role whose own policy allows it may send to a
+    // queue; only a queue policy's Deny confines a queue to its senders (a
+    // dead-letter queue is filled by SQS or Lambda, not by a sender).
+    for q in queues.difference(&dead_letter_queues) {
+        if !policed_queues.contains(q) {
+            problems.push(format!("queue {q} has no queue policy saying who may send to it"));
+        }
+    }
     if let Ok(dir) = std::fs::read_dir(workspace.join("functions")) {
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -268,6 +291,7 @@ Resources:
             "template.yaml deploys no such function",
             "queue Q is not encrypted",
             "Q skips CKV_AWS_27 without saying why",
+            "queue Q has no queue policy",
         ] {
             assert!(
                 problems.contains(expected),
