@@ -2,15 +2,17 @@
 SHELL := /bin/bash
 VENV := .venv
 TOOLS := $(VENV)/.tools-installed
+CHECKOV_VENV := $(VENV)/checkov
+CHECKOV := $(CHECKOV_VENV)/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help tools dev demo test chaos fmt lint unit sam-validate dev-stop lambda build bench deploy clean
+.PHONY: help tools dev demo test chaos fmt lint unit sam-validate checkov dev-stop lambda build bench deploy clean
 
 help:
 	@echo "make dev     run the whole stack locally (moto, cargo lambda watch, triggers) until Ctrl-C"
 	@echo "make demo    the last-blue-jacket story against the local stack (starts it if needed)"
-	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint, make dev's stop path"
+	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint, checkov, make dev's stop path"
 	@echo "make chaos   the chaos suite at length: every fault on, then every invariant (CHAOS_SCALE=5)"
 	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
 	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, a Python baseline -> BENCHMARKS.md"
@@ -18,13 +20,21 @@ help:
 	@echo "make deploy  make build, then sam deploy (--guided the first time)"
 	@echo "make tools   install the pinned dev tools into $(VENV)"
 
-# Pinned dev tools (moto[server], cargo-lambda with Zig, aws-sam-cli, cfn-lint) in one venv.
+# Pinned dev tools (moto[server], cargo-lambda with Zig, aws-sam-cli, cfn-lint) in one venv;
+# checkov in its own (below).
 $(TOOLS): infra/requirements-dev.txt infra/constraints-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-dev.txt -c infra/constraints-dev.txt
 	touch $@
 
-tools: $(TOOLS)
+# checkov pins its own boto3 (and more) against the tools above: it gets a
+# venv of its own, pinned the same way.
+$(CHECKOV): infra/requirements-checkov.txt infra/constraints-checkov.txt
+	python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/requirements-checkov.txt -c infra/constraints-checkov.txt
+	touch $@
+
+tools: $(TOOLS) $(CHECKOV)
 
 dev: tools
 	bash infra/dev.sh
@@ -46,6 +56,12 @@ sam-validate: tools
 	sam validate --lint --template template.yaml
 	cfn-lint template.yaml
 
+# The template's security checks: every failure fails the build; each check
+# the template skips says why in the resource's Metadata (checkov: skip).
+# --skip-download: nothing is fetched from checkov's platform.
+checkov: $(CHECKOV)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --skip-download --compact --quiet
+
 # The chaos suite at length: a mixed workload under every fault the emulator
 # injects, then the invariants (`make test` runs it short).
 CHAOS_SCALE ?= 5
@@ -57,7 +73,7 @@ chaos: tools
 dev-stop: tools
 	bash infra/test-dev-stop.sh
 
-test: tools fmt lint unit sam-validate dev-stop
+test: tools fmt lint unit sam-validate checkov dev-stop
 
 # Every function: `make build` compiles the workspace once (release, arm64,
 # Zig cross-compiles), then `sam build` copies each function's bootstrap

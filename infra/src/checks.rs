@@ -1,6 +1,9 @@
-//! Checks on `template.yaml` that `sam validate` and cfn-lint do not make:
-//! that it describes this workspace, that nothing asynchronous can lose a
-//! message, and that policies name what they touch.
+//! Checks on `template.yaml` that `sam validate`, cfn-lint and checkov do
+//! not make: that it describes this workspace, that nothing asynchronous can
+//! lose a message, that policies name what they touch, that every queue is
+//! encrypted (checkov's own check sees only KMS, so the template skips it)
+//! and says who may send to it, and that every check the template skips
+//! says why.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -32,18 +35,52 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
     let mut dead_letter_queues = BTreeSet::new();
     let mut alarmed_queues = BTreeSet::new();
     let mut log_groups = BTreeSet::new();
+    let mut queues = BTreeSet::new();
+    let mut policed_queues = BTreeSet::new();
     let mut binaries = BTreeSet::new();
     for (id, res) in resources {
         let id = id.as_str().unwrap_or_default();
         let props = res.get("Properties").cloned().unwrap_or(Value::Null);
+        for skip in res
+            .get("Metadata")
+            .and_then(|m| m.get("checkov"))
+            .and_then(|c| c.get("skip"))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let check = skip.get("id").and_then(Value::as_str).unwrap_or("a check");
+            let reason = skip.get("comment").and_then(Value::as_str).unwrap_or_default();
+            if reason.trim().is_empty() {
+                problems.push(format!("{id} skips {check} without saying why (comment)"));
+            }
+        }
         match res.get("Type").and_then(Value::as_str).unwrap_or_default() {
             "AWS::SQS::Queue" => {
+                queues.insert(id.to_owned());
+                let sse = props.get("SqsManagedSseEnabled").and_then(Value::as_bool) == Some(true);
+                if !sse && props.get("KmsMasterKeyId").is_none() {
+                    problems.push(format!(
+                        "queue {id} is not encrypted: set SqsManagedSseEnabled: true (or a KmsMasterKeyId)"
+                    ));
+                }
                 if let Some(dlq) = props
                     .get("RedrivePolicy")
                     .and_then(|r| r.get("deadLetterTargetArn"))
                     .and_then(id_of)
                 {
                     dead_letter_queues.insert(dlq);
+                }
+            }
+            "AWS::SQS::QueuePolicy" => {
+                for q in props
+                    .get("Queues")
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(id_of)
+                {
+                    policed_queues.insert(q);
                 }
             }
             "AWS::CloudWatch::Alarm" => {
@@ -177,6 +214,14 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
             problems.push(format!("dead-letter queue {q} has no alarm on its depth"));
         }
     }
+    // Within the account any role whose own policy allows it may send to a
+    // queue; only a queue policy's Deny confines a queue to its senders (a
+    // dead-letter queue is filled by SQS or Lambda, not by a sender).
+    for q in queues.difference(&dead_letter_queues) {
+        if !policed_queues.contains(q) {
+            problems.push(format!("queue {q} has no queue policy saying who may send to it"));
+        }
+    }
     if let Ok(dir) = std::fs::read_dir(workspace.join("functions")) {
         for entry in dir.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -211,6 +256,10 @@ mod tests {
 Resources:
   Q:
     Type: AWS::SQS::Queue
+    Metadata:
+      checkov:
+        skip:
+          - id: CKV_AWS_27
   F:
     Type: AWS::Serverless::Function
     Metadata:
@@ -240,6 +289,9 @@ Resources:
             "Resource \"*\"",
             "no log group",
             "template.yaml deploys no such function",
+            "queue Q is not encrypted",
+            "Q skips CKV_AWS_27 without saying why",
+            "queue Q has no queue policy",
         ] {
             assert!(
                 problems.contains(expected),
