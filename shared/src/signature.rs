@@ -363,6 +363,23 @@ mod tests {
         h
     }
 
+    /// A generic request signed now with `secret`, posted to `endpoint`.
+    fn posted(secret: &str, body: &[u8], endpoint: Endpoint) -> Result<Sender, SignatureError> {
+        let rules = if endpoint == Endpoint::Returns {
+            RETURNS
+        } else {
+            SALES
+        };
+        authenticate(
+            &generic(secret, body, NOW),
+            body,
+            &secrets(),
+            endpoint,
+            rules,
+            NOW,
+        )
+    }
+
     #[test]
     fn shopify_signature_round_trips_and_matches_a_known_vector() {
         let body = br#"{"id":1}"#;
@@ -430,100 +447,44 @@ mod tests {
         let s = secrets();
         let sale = br#"{"channel":"pos","x":1}"#;
         assert_eq!(
-            authenticate(
-                &generic("pos-secret-0123456789", sale, NOW),
-                sale,
-                &s,
-                Endpoint::Sales,
-                SALES,
-                NOW
-            ),
+            posted("pos-secret-0123456789", sale, Endpoint::Sales),
             Ok(Sender::Generic { name: "pos".into() })
         );
         // The returns desk's secret cannot post sales, even naming itself.
         let as_desk = br#"{"channel":"desk"}"#;
         assert_eq!(
-            authenticate(
-                &generic("desk-secret-0123456789", as_desk, NOW),
-                as_desk,
-                &s,
-                Endpoint::Sales,
-                SALES,
-                NOW
-            ),
+            posted("desk-secret-0123456789", as_desk, Endpoint::Sales),
             Err(SignatureError::UnknownSender("channel:desk".into()))
         );
         // POS's secret is for sales only.
         let ret = br#"{"source":"desk"}"#;
         assert_eq!(
-            authenticate(
-                &generic("pos-secret-0123456789", ret, NOW),
-                ret,
-                &s,
-                Endpoint::Returns,
-                RETURNS,
-                NOW
-            ),
+            posted("pos-secret-0123456789", ret, Endpoint::Returns),
             Err(SignatureError::Mismatch)
         );
         let pos_return = br#"{"source":"pos"}"#;
         assert_eq!(
-            authenticate(
-                &generic("pos-secret-0123456789", pos_return, NOW),
-                pos_return,
-                &s,
-                Endpoint::Returns,
-                RETURNS,
-                NOW
-            ),
+            posted("pos-secret-0123456789", pos_return, Endpoint::Returns),
             Err(SignatureError::UnknownSender("source:pos".into()))
         );
         // A padded name is normalised once and needs that sender's secret.
         let padded = br#"{"channel":" pos"}"#;
         assert_eq!(
-            authenticate(
-                &generic("pos-secret-0123456789", padded, NOW),
-                padded,
-                &s,
-                Endpoint::Sales,
-                SALES,
-                NOW
-            ),
+            posted("pos-secret-0123456789", padded, Endpoint::Sales),
             Ok(Sender::Generic { name: "pos".into() })
         );
         assert_eq!(
-            authenticate(
-                &generic("desk-secret-0123456789", padded, NOW),
-                padded,
-                &s,
-                Endpoint::Sales,
-                SALES,
-                NOW
-            ),
+            posted("desk-secret-0123456789", padded, Endpoint::Sales),
             Err(SignatureError::Mismatch)
         );
         // No default sender for sales; the returns default must be listed like any other.
         let anon = br#"{"x":1}"#;
         assert!(matches!(
-            authenticate(
-                &generic("pos-secret-0123456789", anon, NOW),
-                anon,
-                &s,
-                Endpoint::Sales,
-                SALES,
-                NOW
-            ),
+            posted("pos-secret-0123456789", anon, Endpoint::Sales),
             Err(SignatureError::NoSender(_))
         ));
         assert_eq!(
-            authenticate(
-                &generic("desk-secret-0123456789", anon, NOW),
-                anon,
-                &s,
-                Endpoint::Returns,
-                RETURNS,
-                NOW
-            ),
+            posted("desk-secret-0123456789", anon, Endpoint::Returns),
             Err(SignatureError::UnknownSender("source:returns".into()))
         );
         // Shopify: the shop header picks the secret; an unknown shop is refused.

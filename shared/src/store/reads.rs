@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::operation::put_item::{PutItemError, PutItemOutput};
 use aws_sdk_dynamodb::types::KeysAndAttributes;
 use serde::de::DeserializeOwned;
 
@@ -25,6 +26,24 @@ pub struct Published {
     pub available: i64,
     #[serde(default)]
     pub sequence: u64,
+}
+
+/// A conditional put's outcome: written (`true`) or its condition failed (`false`).
+fn put_applied(
+    res: Result<PutItemOutput, aws_sdk_dynamodb::error::SdkError<PutItemError, HttpResponse>>,
+) -> Result<bool, StoreError> {
+    match res {
+        Ok(_) => Ok(true),
+        Err(e)
+            if matches!(
+                e.as_service_error(),
+                Some(PutItemError::ConditionalCheckFailedException(_))
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
@@ -184,18 +203,7 @@ impl StockStore {
             .expression_attribute_values(":seq", n(sequence as i64))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        put_applied(res)
     }
 
     /// Any one item, strongly consistent.
@@ -262,18 +270,7 @@ impl StockStore {
             .expression_attribute_values(":was", s(was))
             .send()
             .await;
-        match res {
-            Ok(_) => Ok(true),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(e.into()),
-        }
+        put_applied(res)
     }
 
     fn feed_state_item(
