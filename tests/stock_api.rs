@@ -289,12 +289,12 @@ async fn writes_need_a_listed_principal_and_reads_do_not() {
         200
     );
     // A listed principal writes, and it is the actor, not the body.
-    let ops = Some("arn:aws:sts::123456789012:assumed-role/ops-admin/maria");
+    let ops = "arn:aws:sts::123456789012:assumed-role/ops-admin/maria";
     app.writers = stockroom::api::Writers::parse("arn:aws:sts::123456789012:assumed-role/ops-*");
     let (status, out) =
-        read(stock_api::handle(&app, as_caller(ops, "POST", "/adjustments", adjustment)).await);
+        read(stock_api::handle(&app, as_caller(Some(ops), "POST", "/adjustments", adjustment)).await);
     assert_eq!(status, 200, "{out}");
     assert_eq!(s.available("CAP", "shop-1").await, Some(3));
     let (_, page) = call(&s, "GET", "/stock/CAP/ledger", &[], None).await;
-    assert_eq!(page["entries"][0]["actor"], ops.unwrap());
+    assert_eq!(page["entries"][0]["actor"], ops);
 }
