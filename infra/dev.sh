@@ -46,6 +46,10 @@ cleanup() {
   echo "stopped."
 }
 on_signal() {
+  # A second signal while the first is still stopping the parts (make
+  # forwards the SIGTERM it got, so one often comes hard behind another):
+  # return to that stop and let it finish, rather than exit half-way.
+  ((stopping)) && return
   cleanup
   exit "$1"
 }

@@ -41,9 +41,15 @@ run_once() {
     make) kill -TERM "$make_pid" ;;        # what `timeout` does: the direct child only
     group) kill -TERM -- "-$make_pid" ;;   # a process manager: the whole group
     twice)
+      # A second SIGTERM while the first is stopping the parts, as make's
+      # own forwarded one can land.
       local script
       script=$(pgrep -P "$make_pid" -f infra/dev.sh || true)
       kill -TERM -- "-$make_pid"
+      for _ in $(seq 1 50); do
+        grep -q "stopping the local stack" "$log" && break
+        sleep 0.02
+      done
       [[ -n "$script" ]] && kill -TERM "$script" 2>/dev/null
       ;;
   esac
@@ -54,6 +60,8 @@ run_once() {
   sleep 1
   local left
   left=$(ps -eo pid=,args= | grep -E "emulator.py --port $aws_port|--invoke-port $lambda_port|stockroom-local (triggers|wait-ready) --env-file $env|infra/dev.sh" | grep -v grep || true)
+  # The stop ran to its end (a second signal must not cut it short).
+  grep -q "^stopped\.$" "$log" || left="${left}dev.sh did not finish stopping (no \"stopped.\" in its log)"
   if [[ -n "$left" ]] || port_busy "$aws_port" || port_busy "$lambda_port"; then
     echo "test-dev-stop ($how): SIGTERM left the local stack running:" >&2
     echo "$left" >&2
