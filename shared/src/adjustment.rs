@@ -208,6 +208,7 @@ impl Decision for AdjustmentDecision<'_> {
             },
             reason: adj.reason,
             reference: reference.clone(),
+            sold: None,
         });
         self.outcome = Some(outcome);
         Ok(Attempt::receipted(

@@ -6,7 +6,7 @@
 //! `web=warehouse,pos=downtown+uptown,marketplace=warehouse/2`. A channel's
 //! figure is `max(0, sum of available over its locations - buffer)`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -39,6 +39,17 @@ impl Channel {
             .map(|l| l.available.max(0))
             .sum();
         (sum - self.buffer).max(0)
+    }
+
+    /// Units each sale source has sold at this channel's locations, as recorded.
+    pub fn sold(&self, levels: &[LevelView]) -> BTreeMap<String, i64> {
+        let mut out = BTreeMap::new();
+        for l in levels.iter().filter(|l| self.sells_from(&l.location)) {
+            for (source, units) in &l.sold {
+                *out.entry(source.clone()).or_insert(0) += units;
+            }
+        }
+        out
     }
 
     /// The most recent change among this channel's locations: its time and cause.
@@ -160,6 +171,12 @@ pub struct ChannelMessage {
     /// When the change behind this figure was made.
     pub at: String,
     pub cause: Cause,
+    /// Units each sale source (a Shopify shop's domain, a channel) has sold
+    /// at this channel's locations, as the figure above includes them: a
+    /// connector tells from it which of its channel's own sales the figure
+    /// has taken yet.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sold: BTreeMap<String, i64>,
 }
 
 /// The sequence of a SKU's state: every change adds one to one level's
@@ -218,6 +235,7 @@ pub fn messages(
                     reason: latest.and_then(|l| l.last_reason.clone()).unwrap_or_default(),
                     reference: latest.and_then(|l| l.last_reference.clone()).unwrap_or_default(),
                 },
+                sold: channel.sold(levels),
             })
         })
         .collect()

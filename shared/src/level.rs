@@ -26,7 +26,20 @@ pub struct LevelView {
     /// The figure that count gave.
     #[serde(skip_serializing)]
     pub count_quantity: Option<i64>,
+    /// Units each sale source (a Shopify shop's domain, a channel) has sold
+    /// here, as recorded: a connector tells from it which of the sales its
+    /// channel made are in the master's figure yet. Stored as `sold#<source>`.
+    #[serde(skip)]
+    pub sold: std::collections::BTreeMap<String, i64>,
 }
+
+/// The attribute of a level that counts a source's recorded sales.
+pub fn sold_attribute(source: &str) -> String {
+    format!("{SOLD_PREFIX}{source}")
+}
+
+/// What every `sold#<source>` attribute of a level starts with.
+pub const SOLD_PREFIX: &str = "sold#";
 
 /// One movement in a SKU's ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,6 +7,7 @@
 //! - [`adjustment`]: manual, audited adjustments.
 //! - [`feed`]: supplier feeds: keys, rows, the streaming reader, chunks, the hold policy, the import.
 //! - [`channels`]: channel configuration, figures and the channel message.
+//! - [`connector`]: channel connectors: what a channel's own figure should be, and what an edit there means.
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
 //! - [`wire`]: what arrives from outside (webhooks, adjustment requests, the
 //!   table's stream), typed and parsed once into domain types.
@@ -25,6 +26,7 @@ pub mod api;
 pub mod channels;
 pub mod clock;
 pub mod config;
+pub mod connector;
 pub mod consumer;
 pub mod domain;
 pub mod feed;

@@ -146,6 +146,9 @@ pub struct LevelWrite {
     pub effect: LevelEffect,
     pub reason: ReasonCode,
     pub reference: String,
+    /// A sale's source and the units its line asked for, counted on the
+    /// level whatever the line could take (see [`LevelView::sold`]).
+    pub sold: Option<(String, i64)>,
 }
 
 /// What an attempt expects of a level.

@@ -363,6 +363,7 @@ impl Decision for ReturnPart<'_> {
                     },
                     reason: ReasonCode::Return,
                     reference: reference.clone(),
+                    sold: None,
                 }));
             }
             let mut entry = LedgerEntry::new(

@@ -322,6 +322,8 @@ impl<'a> SalePart<'a> {
                 effect,
                 reason: ReasonCode::Sale,
                 reference: self.reference.clone(),
+                // The source sold the whole line, whatever the master had.
+                sold: Some((self.order.source.clone(), line.quantity.as_i64())),
             }),
             None => Write::Check {
                 sku: line.sku.clone(),

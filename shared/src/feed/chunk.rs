@@ -150,6 +150,7 @@ impl<'a> FeedChunk<'a> {
                     },
                     reason: ReasonCode::SupplierDelivery,
                     reference: self.src.reference(line),
+                    sold: None,
                 })
             })
             .collect();
@@ -218,6 +219,7 @@ impl<'a> FeedChunk<'a> {
                         },
                         reason: ReasonCode::SupplierCount,
                         reference: reference.clone(),
+                        sold: None,
                     }));
                     writes.push(Write::Ledger {
                         entry: LedgerEntry::new(

@@ -12,7 +12,7 @@ use aws_sdk_dynamodb::types::{
 use super::{StockStore, StoreError};
 use crate::clock;
 use crate::keys::{self, Key};
-use crate::level::LevelView;
+use crate::level::{sold_attribute, LevelView, SOLD_PREFIX};
 use crate::port::{Attempt, Current, Failed, LevelCondition, LevelEffect, LevelWrite, StoredReceipt, Write};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
@@ -94,7 +94,16 @@ pub(super) fn stored_receipt(k: &Key, item: &Item) -> StoredReceipt {
 
 /// A level image as the domain reads it.
 pub(super) fn level_of(item: &Item) -> Result<LevelView, StoreError> {
-    serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("a level: {e}")))
+    let mut level: LevelView =
+        serde_dynamo::from_item(item.clone()).map_err(|e| StoreError::Corrupt(format!("a level: {e}")))?;
+    level.sold = item
+        .iter()
+        .filter_map(|(name, v)| {
+            let source = name.strip_prefix(SOLD_PREFIX)?;
+            Some((source.to_owned(), v.as_n().ok()?.parse().ok()?))
+        })
+        .collect();
+    Ok(level)
 }
 
 impl StockStore {
@@ -308,6 +317,13 @@ impl StockStore {
                 }
                 (format!("SET {LEVEL_STAMP} ADD {add}"), None)
             }
+        };
+        let update = match &w.sold {
+            Some((source, units)) => {
+                e.name("#sold", &sold_attribute(source)).value(":sold", n(*units));
+                format!("{update}, #sold :sold")
+            }
+            None => update,
         };
         let condition = match (base, e.level_condition(w.condition)) {
             (Some(a), Some(b)) => Some(format!("{a} AND {b}")),

@@ -1,0 +1,383 @@
+//! Channel connectors: Stockroom sets a channel's own figure (Shopify's
+//! `available` at one location) and notices when someone edits it there.
+//!
+//! Everything here is a decision, pure and unit-tested: which channels have
+//! a connector ([`Connectors`]), what a SKU's figure on the channel should be
+//! ([`plan_push`]), and what a figure seen on the channel means
+//! ([`judge_edit`]). The platform's API is in [`crate::shopify`]; the state a
+//! connector keeps per SKU is [`SyncState`], stored by
+//! [`crate::store::StockStore::sync_state`].
+//!
+//! ## Never above the master, less the channel's unrecorded sales
+//! A platform lowers its own figure when it sells, before its order webhook
+//! reaches Stockroom. Setting the channel to the master's figure then would
+//! hand those units out again. So the connector keeps, per SKU, the figure
+//! it last set or read there (`set`), the channel's sales the master had
+//! recorded then (`sold_at_set`, from the levels' `sold#<shop>` counts that
+//! each sale adds to in its own transaction) and the sales it knew the master
+//! had not (`owed_at_set`). Whatever the channel shows now (`c`), the sales
+//! the master has not recorded yet are
+//! `owed = owed_at_set + (set - c) - (sold_now - sold_at_set)`, never below
+//! 0, and the channel is set to `max(0, master - owed)`, with
+//! compare-and-swap from `c`: if the channel moved since it was read, the
+//! write fails and the connector reads and decides again.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::channels::{ChannelMessage, Channels};
+use crate::config::ConfigError;
+
+/// What happens to an edit made in the channel's own admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EditPolicy {
+    /// The master stays the truth: the channel is set back (the default).
+    Revert,
+    /// The edit becomes an audited adjustment of the master.
+    Adopt,
+}
+
+impl EditPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EditPolicy::Revert => "revert",
+            EditPolicy::Adopt => "adopt",
+        }
+    }
+}
+
+/// One channel's connector: the Shopify shop and location its figure goes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connector {
+    pub channel: String,
+    /// `<name>.myshopify.com`.
+    pub shop: String,
+    /// Shopify's numeric location id.
+    pub location_id: u64,
+    pub policy: EditPolicy,
+}
+
+impl Connector {
+    /// The location's GraphQL id.
+    pub fn location_gid(&self) -> String {
+        format!("gid://shopify/Location/{}", self.location_id)
+    }
+
+    /// Who an edit made in the shop's admin is recorded as.
+    pub fn actor(&self) -> String {
+        format!("shopify:{}", self.shop)
+    }
+
+    /// The channel's sales the master has recorded, from a message's counts.
+    pub fn sold(&self, counts: &BTreeMap<String, i64>) -> i64 {
+        counts.get(&self.shop).copied().unwrap_or(0)
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        name: "CONNECTORS",
+        message: message.into(),
+    }
+}
+
+/// Every configured connector (`CONNECTORS`, the template's `Connectors`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Connectors(Vec<Connector>);
+
+impl Connectors {
+    /// Parses `channel=shopify:<shop>.myshopify.com@<location id>[/revert|/adopt],...`;
+    /// every channel named must be one of `channels`.
+    pub fn parse(raw: &str, channels: &Channels) -> Result<Self, ConfigError> {
+        let mut out: Vec<Connector> = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (channel, rest) = part.split_once('=').ok_or_else(|| {
+                invalid(format!(
+                    "expected channel=shopify:<shop>@<location id>, got {part:?}"
+                ))
+            })?;
+            let channel = channel.trim();
+            if !channels.iter().any(|c| c.name == channel) {
+                return Err(invalid(format!("{channel} is not a configured channel")));
+            }
+            let rest = rest
+                .trim()
+                .strip_prefix("shopify:")
+                .ok_or_else(|| invalid(format!("{channel}: only shopify: connectors exist, got {rest:?}")))?;
+            let (rest, policy) = match rest.rsplit_once('/') {
+                Some((r, "revert")) => (r, EditPolicy::Revert),
+                Some((r, "adopt")) => (r, EditPolicy::Adopt),
+                Some((_, p)) => {
+                    return Err(invalid(format!(
+                        "{channel}: edit policy {p:?} is not revert or adopt"
+                    )))
+                }
+                None => (rest, EditPolicy::Revert),
+            };
+            let (shop, location) = rest
+                .split_once('@')
+                .ok_or_else(|| invalid(format!("{channel}: expected <shop>@<location id>, got {rest:?}")))?;
+            let shop = shop.trim().to_ascii_lowercase();
+            let name_ok = shop
+                .strip_suffix(".myshopify.com")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+            if !name_ok {
+                return Err(invalid(format!(
+                    "{channel}: {shop:?} is not a <name>.myshopify.com domain"
+                )));
+            }
+            let location_id = location
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| invalid(format!("{channel}: location id {location:?} is not a number")))?;
+            if out.iter().any(|c| c.channel == channel) {
+                return Err(invalid(format!("{channel} has two connectors")));
+            }
+            out.push(Connector {
+                channel: channel.to_owned(),
+                shop,
+                location_id,
+                policy,
+            });
+        }
+        Ok(Self(out))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Connector> {
+        self.0.iter()
+    }
+
+    /// The connector of a channel.
+    pub fn of_channel(&self, channel: &str) -> Option<&Connector> {
+        self.0.iter().find(|c| c.channel == channel)
+    }
+
+    /// The connector whose figure lives at this shop and location.
+    pub fn at(&self, shop: &str, location_id: u64) -> Option<&Connector> {
+        self.0
+            .iter()
+            .find(|c| c.shop.eq_ignore_ascii_case(shop) && c.location_id == location_id)
+    }
+}
+
+/// How a SKU maps to the channel's item.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mapping {
+    /// Not looked up yet.
+    #[default]
+    Unknown,
+    /// One item carries the SKU.
+    Mapped,
+    /// No item carries it: listed, alerted once, messages not retried.
+    Unmapped,
+    /// Several items carry it: refused, never a guess.
+    Duplicate,
+}
+
+/// What a connector keeps per SKU (`CONNECTOR#<channel>` / `SKU#<sku>`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncState {
+    pub sku: String,
+    pub mapping: Mapping,
+    /// The channel's item (a GraphQL id) when mapped.
+    pub item: Option<String>,
+    /// When the mapping was last looked up.
+    pub checked_at: Option<String>,
+    /// The figure last set or read on the channel: the next write's
+    /// compare-and-swap base.
+    pub set: Option<i64>,
+    /// The channel's sales the master had recorded when `set` was decided.
+    pub sold_at_set: i64,
+    /// The channel's sales the master had not recorded then.
+    pub owed_at_set: i64,
+    /// The master's figure for the channel behind `set`.
+    pub expected: Option<i64>,
+    /// The highest message sequence decided.
+    pub sequence: u64,
+    /// A figure on the channel for a SKU the master has never seen: left alone.
+    pub unmanaged: bool,
+    /// Unmapped or duplicate SKUs are alerted once.
+    pub alerted: bool,
+    pub updated_at: String,
+    /// Bumped on every save: a save is conditional on the revision read.
+    pub rev: u64,
+}
+
+/// The channel's sales the master has not recorded yet, seeing `channel_now`
+/// on the channel while the master has recorded `sold_now` of them.
+pub fn owed(state: &SyncState, channel_now: i64, sold_now: i64) -> i64 {
+    unexplained(state, channel_now, sold_now).max(0)
+}
+
+/// `owed` before clamping: negative when the channel rose by more than
+/// recorded sales explain.
+fn unexplained(state: &SyncState, channel_now: i64, sold_now: i64) -> i64 {
+    let set = state.set.unwrap_or(channel_now);
+    state.owed_at_set + (set - channel_now) - (sold_now - state.sold_at_set)
+}
+
+/// The figure for the channel: the master's less what the channel sold that
+/// the master has not recorded; never negative.
+pub fn target(master: i64, owed: i64) -> i64 {
+    (master - owed).max(0)
+}
+
+/// What a message asks of the channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Due {
+    /// A message with this or a higher sequence was decided: nothing to do.
+    Stale,
+    /// The SKU must be looked up on the channel first.
+    Lookup,
+    /// No item, or several, carry the SKU: nothing is sent.
+    Unsendable(Mapping),
+    /// The channel's figure must be read first (never set or read before).
+    Read,
+    /// Set the channel.
+    Set(Push),
+}
+
+/// One compare-and-swap write the connector makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    pub sku: String,
+    pub item: String,
+    /// The figure to set.
+    pub quantity: i64,
+    /// What the channel must show for the write to apply.
+    pub change_from: i64,
+    /// The master's figure for the channel and its recorded sales, as the message carried them.
+    pub master: i64,
+    pub sold: i64,
+    /// The unrecorded sales the figure allows for.
+    pub owed: i64,
+    pub sequence: u64,
+}
+
+/// What to do for a message, given the SKU's state and, if it was read, the
+/// channel's figure now (`None`: assume it still shows `state.set`).
+pub fn plan_push(
+    connector: &Connector,
+    state: &SyncState,
+    m: &ChannelMessage,
+    channel_now: Option<i64>,
+) -> Due {
+    if state.sequence >= m.sequence && state.set.is_some() {
+        return Due::Stale;
+    }
+    let item = match (&state.mapping, &state.item) {
+        (Mapping::Mapped, Some(item)) => item.clone(),
+        (Mapping::Unknown, _) | (Mapping::Mapped, None) => return Due::Lookup,
+        (other, _) => return Due::Unsendable(other.clone()),
+    };
+    let Some(now) = channel_now.or(state.set) else {
+        return Due::Read;
+    };
+    let sold = connector.sold(&m.sold);
+    let owed = owed(state, now, sold);
+    Due::Set(Push {
+        sku: m.sku.clone(),
+        item,
+        quantity: target(m.available, owed),
+        change_from: now,
+        master: m.available,
+        sold,
+        owed,
+        sequence: m.sequence,
+    })
+}
+
+impl SyncState {
+    /// The state after a push applied (or found the channel already there).
+    pub fn pushed(&mut self, p: &Push, at: &str) {
+        self.set = Some(p.quantity);
+        self.sold_at_set = p.sold;
+        self.owed_at_set = p.owed;
+        self.expected = Some(p.master);
+        self.sequence = self.sequence.max(p.sequence);
+        self.unmanaged = false;
+        self.updated_at = at.to_owned();
+    }
+
+    /// The state after the channel's figure was read and judged: `channel_now`
+    /// is the new base, and what it owes is what [`owed`] says it owes.
+    pub fn rebased(&mut self, channel_now: i64, sold_now: i64, owed: i64, at: &str) {
+        self.set = Some(channel_now);
+        self.sold_at_set = sold_now;
+        self.owed_at_set = owed;
+        self.updated_at = at.to_owned();
+    }
+}
+
+/// The idempotency key of one write to the channel: derived from what it
+/// writes (channel, SKUs, sequences, figures and bases), so a retry of the
+/// same decision reuses it and the platform applies it once, while a new
+/// decision gets a new key.
+pub fn idempotency_key(channel: &str, pushes: &[Push]) -> String {
+    let mut text = format!("{channel}\n");
+    for p in pushes {
+        text.push_str(&format!(
+            "{}|{}|{}|{}\n",
+            p.sku, p.sequence, p.quantity, p.change_from
+        ));
+    }
+    format!("stockroom-{}", &crate::sha256_hex(&text)[..40])
+}
+
+/// What a figure seen on the channel means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The master has never seen the SKU: not Stockroom's to manage yet.
+    Unmanaged,
+    /// The figure Stockroom last set or read there: its own echo.
+    Echo,
+    /// Never set or read before: the figure becomes the base, no edit can be told.
+    Unsynced,
+    /// The channel's own sales, recorded since, explain the difference.
+    Explained,
+    /// A change nothing recorded explains: someone edited the figure on the channel.
+    Edit {
+        /// The channel's figure had the edit not been made.
+        before: i64,
+        after: i64,
+    },
+}
+
+impl Verdict {
+    /// The edit's size on the channel (`after - before`).
+    pub fn delta(self) -> i64 {
+        match self {
+            Verdict::Edit { before, after } => after - before,
+            _ => 0,
+        }
+    }
+}
+
+/// Judges the channel's figure `channel_now` for a SKU whose state is
+/// `state`, when the master has recorded `sold_now` of the channel's sales
+/// and `master_knows` whether it has any level of the SKU at all.
+pub fn judge_edit(state: Option<&SyncState>, master_knows: bool, channel_now: i64, sold_now: i64) -> Verdict {
+    if !master_knows {
+        return Verdict::Unmanaged;
+    }
+    let Some(state) = state.filter(|s| s.set.is_some()) else {
+        return Verdict::Unsynced;
+    };
+    if state.set == Some(channel_now) {
+        return Verdict::Echo;
+    }
+    match unexplained(state, channel_now, sold_now) {
+        0 => Verdict::Explained,
+        u => Verdict::Edit {
+            before: channel_now + u,
+            after: channel_now,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
