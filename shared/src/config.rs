@@ -152,31 +152,39 @@ pub async fn aws() -> aws_config::SdkConfig {
         .await
 }
 
+/// A secret's text and the setting it came from: from Secrets Manager when
+/// `arn_var` is set (the cloud), else the value of `value_var` (local).
+pub async fn secret_text(
+    sdk: &aws_config::SdkConfig,
+    arn_var: &'static str,
+    value_var: &'static str,
+) -> Result<(String, &'static str), ConfigError> {
+    let Some(arn) = var(arn_var) else {
+        return Ok((required(value_var)?, value_var));
+    };
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let out = client
+        .get_secret_value()
+        .secret_id(&arn)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            arn: arn.clone(),
+            message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
+        })?;
+    let raw = out.secret_string().ok_or_else(|| ConfigError::Secret {
+        arn: arn.clone(),
+        message: "the secret has no string value".into(),
+    })?;
+    Ok((raw.to_owned(), arn_var))
+}
+
 /// Loads the webhook secrets once per container: from Secrets Manager when
 /// `WEBHOOK_SECRET_ARN` is set (the cloud), else from `WEBHOOK_SECRET` (local).
 pub async fn webhook_secrets(sdk: &aws_config::SdkConfig) -> Result<WebhookSecrets, ConfigError> {
-    if let Some(arn) = var("WEBHOOK_SECRET_ARN") {
-        let client = aws_sdk_secretsmanager::Client::new(sdk);
-        let out = client
-            .get_secret_value()
-            .secret_id(&arn)
-            .send()
-            .await
-            .map_err(|e| ConfigError::Secret {
-                arn: arn.clone(),
-                message: aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string(),
-            })?;
-        let raw = out.secret_string().ok_or_else(|| ConfigError::Secret {
-            arn: arn.clone(),
-            message: "the secret has no string value".into(),
-        })?;
-        return WebhookSecrets::parse(raw).map_err(|e| ConfigError::Invalid {
-            name: "WEBHOOK_SECRET_ARN",
-            message: e.to_string(),
-        });
-    }
-    WebhookSecrets::parse(&required("WEBHOOK_SECRET")?).map_err(|e| ConfigError::Invalid {
-        name: "WEBHOOK_SECRET",
+    let (raw, name) = secret_text(sdk, "WEBHOOK_SECRET_ARN", "WEBHOOK_SECRET").await?;
+    WebhookSecrets::parse(&raw).map_err(|e| ConfigError::Invalid {
+        name,
         message: e.to_string(),
     })
 }

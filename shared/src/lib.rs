@@ -11,6 +11,7 @@
 //! - [`consumer`]: the reference channel consumer (keeps the highest sequence).
 //! - [`wire`]: what arrives from outside (webhooks, adjustment requests, the
 //!   table's stream), typed and parsed once into domain types.
+//! - [`shopify`]: Shopify's Admin GraphQL API (items, levels, compare-and-swap sets), paced by its cost bucket.
 //! - [`signature`]: webhook HMAC checks.
 //! - [`webhook`]: what every webhook function does alike (checks, answers).
 //! - [`keys`]: every key of the stock table.
@@ -36,6 +37,7 @@ pub mod port;
 pub mod returns;
 pub mod runtime;
 pub mod sale;
+pub mod shopify;
 pub mod signature;
 pub mod store;
 pub mod webhook;
