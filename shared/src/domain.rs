@@ -198,6 +198,7 @@ reasons! {
     TransferIn => "transfer_in", manual: true, "Units moved in from another location.";
     TransferOut => "transfer_out", manual: true, "Units moved out to another location.";
     Correction => "correction", manual: true, "A correction of an earlier mistake.";
+    ChannelEdit => "channel_edit", manual: false, "Someone edited the figure in a channel's own admin.";
 }
 
 impl ReasonCode {

@@ -10,6 +10,8 @@
 //! | feed chunk receipt | `RECEIPT#feed#<object>` | `CHUNK#<nnnnnnnn>` |
 //! | feed state | `RECEIPT#feed#<object>` | `STATE` |
 //! | consumer sequence | `CONSUMER#<channel>` | `SKU#<sku>` |
+//! | connector state | `CONNECTOR#<channel>` | `SKU#<sku>` |
+//! | channel edit receipt | `RECEIPT#channel_edit#<channel>#<item>#<updated at>` | `PART#0000` |
 
 use base64::Engine;
 
@@ -78,6 +80,8 @@ pub enum ReceiptKind {
     Return,
     Adjustment,
     Feed,
+    /// An edit seen on a channel, by its level and time.
+    ChannelEdit,
 }
 
 impl ReceiptKind {
@@ -87,6 +91,7 @@ impl ReceiptKind {
             ReceiptKind::Return => "return",
             ReceiptKind::Adjustment => "adjustment",
             ReceiptKind::Feed => "feed",
+            ReceiptKind::ChannelEdit => "channel_edit",
         }
     }
 }
@@ -119,6 +124,16 @@ pub fn cancelled(sku: &Sku) -> String {
 /// The highest sequence a channel consumer applied for a SKU.
 pub fn consumer(channel: &str, sku: &str) -> Key {
     Key::new(format!("CONSUMER#{channel}"), format!("{SKU}{sku}"))
+}
+
+/// What a channel's connector keeps for a SKU.
+pub fn sync(channel: &str, sku: &str) -> Key {
+    Key::new(sync_partition(channel), format!("{SKU}{sku}"))
+}
+
+/// Every SKU a channel's connector keeps state for.
+pub fn sync_partition(channel: &str) -> String {
+    format!("CONNECTOR#{channel}")
 }
 
 /// The SKU and location of a level's key; `None` for any other item.

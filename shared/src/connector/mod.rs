@@ -22,12 +22,16 @@
 //! compare-and-swap from `c`: if the channel moved since it was read, the
 //! write fails and the connector reads and decides again.
 
+mod edit;
+
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::channels::{ChannelMessage, Channels};
 use crate::config::ConfigError;
+
+pub use edit::{adopted, ChannelEdit, EditDecision, EditRecorded};
 
 /// What happens to an edit made in the channel's own admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

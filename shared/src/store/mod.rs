@@ -25,6 +25,7 @@ use crate::port::{Decision, Next};
 use crate::returns::{Return, ReturnOutcome, ReturnPart, LINES_PER_RETURN_TRANSACTION};
 use crate::sale::{LevelHints, Order, SaleOutcome, SalePart};
 
+mod connector;
 mod reads;
 mod render;
 pub use reads::Published;

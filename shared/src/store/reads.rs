@@ -29,7 +29,7 @@ pub struct Published {
 }
 
 /// A conditional put's outcome: written (`true`) or its condition failed (`false`).
-fn put_applied(
+pub(super) fn put_applied(
     res: Result<PutItemOutput, aws_sdk_dynamodb::error::SdkError<PutItemError, HttpResponse>>,
 ) -> Result<bool, StoreError> {
     match res {
