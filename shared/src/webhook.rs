@@ -88,6 +88,26 @@ pub async fn handle<W: Webhook, B: AsRef<[u8]>>(app: &App, req: &Request<B>) -> 
     }
 }
 
+/// Who sent a delivery, once its method, size and signature (by the
+/// sender's own secret, listed for `endpoint`) are checked.
+pub fn authenticated<B: AsRef<[u8]>>(
+    secrets: &WebhookSecrets,
+    req: &Request<B>,
+    endpoint: Endpoint,
+    generic: GenericSenders,
+) -> Result<Sender, Refusal> {
+    let body = req.body().as_ref();
+    check(req.method(), body)?;
+    Ok(signature::authenticate(
+        req.headers(),
+        body,
+        secrets,
+        endpoint,
+        generic,
+        crate::clock::epoch_seconds(),
+    )?)
+}
+
 /// The part of a delivery that needs no store: method and size, signature,
 /// topic, and the event it carries with the actor behind it.
 pub fn prepare<W: Webhook, B: AsRef<[u8]>>(
@@ -95,16 +115,7 @@ pub fn prepare<W: Webhook, B: AsRef<[u8]>>(
     req: &Request<B>,
 ) -> Result<(W::Event, Actor), Refusal> {
     let body = req.body().as_ref();
-    check(req.method(), body)?;
-    let sender = signature::authenticate(
-        req.headers(),
-        body,
-        &app.secrets,
-        W::ENDPOINT,
-        W::GENERIC,
-        crate::clock::epoch_seconds(),
-    )?;
-    match sender {
+    match authenticated(&app.secrets, req, W::ENDPOINT, W::GENERIC)? {
         Sender::Shopify { shop, topic } => {
             if let Some(topic) = topic.filter(|t| !W::SHOPIFY_TOPICS.contains(&t.as_str())) {
                 return Err(Refusal::Ignored(format!(

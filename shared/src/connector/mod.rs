@@ -23,6 +23,7 @@
 //! write fails and the connector reads and decides again.
 
 mod edit;
+mod sync;
 
 use std::collections::BTreeMap;
 
@@ -32,6 +33,7 @@ use crate::channels::{ChannelMessage, Channels};
 use crate::config::ConfigError;
 
 pub use edit::{adopted, ChannelEdit, EditDecision, EditRecorded};
+pub use sync::{refused, Judged, Pushed, Sync, SyncError};
 
 /// What happens to an edit made in the channel's own admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +168,35 @@ impl Connectors {
     }
 }
 
+/// The channels (`CHANNELS`) and their connectors (`CONNECTORS`).
+pub fn from_env() -> Result<(Channels, Connectors), ConfigError> {
+    let channels = Channels::parse(&crate::config::var("CHANNELS").ok_or(ConfigError::Missing("CHANNELS"))?)?;
+    let connectors = Connectors::parse(&crate::config::var("CONNECTORS").unwrap_or_default(), &channels)?;
+    Ok((channels, connectors))
+}
+
+/// How long an edit seen on a channel waits for the channel's own orders
+/// before it is judged (`CHANNEL_EDIT_GRACE_SECONDS`: 0 to 900, SQS's
+/// longest delay; 60 by default).
+pub fn grace_from_env() -> Result<u32, ConfigError> {
+    parse_grace(crate::config::var("CHANNEL_EDIT_GRACE_SECONDS").as_deref())
+}
+
+fn parse_grace(raw: Option<&str>) -> Result<u32, ConfigError> {
+    match raw {
+        None => Ok(60),
+        Some(v) => v
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|s| *s <= 900)
+            .ok_or_else(|| ConfigError::Invalid {
+                name: "CHANNEL_EDIT_GRACE_SECONDS",
+                message: format!("{v:?} is not a number of seconds from 0 to 900"),
+            }),
+    }
+}
+
 /// How a SKU maps to the channel's item.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -179,6 +210,41 @@ pub enum Mapping {
     Unmapped,
     /// Several items carry it: refused, never a guess.
     Duplicate,
+    /// The item is not stocked at the connector's location.
+    NotStocked,
+}
+
+impl Mapping {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Mapping::Unknown => "unknown",
+            Mapping::Mapped => "mapped",
+            Mapping::Unmapped => "unmapped",
+            Mapping::Duplicate => "duplicate",
+            Mapping::NotStocked => "not_stocked",
+        }
+    }
+}
+
+/// A change seen on a channel's level, to be judged after the grace period
+/// (the body of a `ChannelEditsQueue` message): Shopify's
+/// `inventory_levels/update`, by shop.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditCheck {
+    pub shop: String,
+    pub inventory_item_id: u64,
+    pub location_id: u64,
+    /// The figure the webhook carried; only a hint: the level is read again.
+    pub available: Option<i64>,
+    pub updated_at: String,
+    /// `admin_graphql_api_id`: the inventory level.
+    pub level: String,
+}
+
+impl EditCheck {
+    pub fn item_gid(&self) -> String {
+        format!("gid://shopify/InventoryItem/{}", self.inventory_item_id)
+    }
 }
 
 /// What a connector keeps per SKU (`CONNECTOR#<channel>` / `SKU#<sku>`).

@@ -219,3 +219,12 @@ fn a_state_remembers_its_base_after_a_push_or_a_read() {
     s.rebased(4, 3, 1, "u");
     assert_eq!((s.set, s.sold_at_set, s.owed_at_set), (Some(4), 3, 1));
 }
+
+#[test]
+fn the_grace_period_is_seconds_sqs_can_delay() {
+    assert_eq!(parse_grace(None).unwrap(), 60);
+    assert_eq!(parse_grace(Some(" 5 ")).unwrap(), 5);
+    assert!(parse_grace(Some("901")).is_err());
+    assert!(parse_grace(Some("-1")).is_err());
+    assert!(parse_grace(Some("soon")).is_err());
+}

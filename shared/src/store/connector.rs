@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 use super::reads::put_applied;
 use super::render::{key, n, s, Item};
@@ -33,14 +33,21 @@ impl StockStore {
         channel: &str,
         skus: &[String],
     ) -> Result<HashMap<String, SyncState>, StoreError> {
-        futures::stream::iter(skus)
-            .map(
-                |sku| async move { Ok::<_, StoreError>((sku.clone(), self.sync_state(channel, sku).await?)) },
-            )
+        let read: Vec<Result<(String, Option<SyncState>), StoreError>> = futures::stream::iter(skus.to_vec())
+            .map(|sku| async move {
+                let state = self.sync_state(channel, &sku).await?;
+                Ok((sku, state))
+            })
             .buffer_unordered(READ_CONCURRENCY)
-            .try_filter_map(|(sku, state)| async move { Ok(state.map(|s| (sku, s))) })
-            .try_collect()
-            .await
+            .collect()
+            .await;
+        let mut out = HashMap::with_capacity(read.len());
+        for r in read {
+            if let (sku, Some(state)) = r? {
+                out.insert(sku, state);
+            }
+        }
+        Ok(out)
     }
 
     /// Saves a state if nobody saved another since it was read (its `rev`);

@@ -10,6 +10,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::body::{self, merge_line, required, Id, IfObject, Object, OrIgnored};
 use crate::config::LocationRules;
+use crate::connector::EditCheck;
 use crate::domain::{InvalidInput, Location, Quantity, Sku};
 use crate::returns::{add_units, Disposition, Return, ReturnKind};
 use crate::sale::{Order, SkippedLine};
@@ -22,6 +23,52 @@ pub fn parse_order(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Ord
 /// Parses a `refunds/create` body from `shop`.
 pub fn parse_refund(body: &[u8], shop: &str, rules: &LocationRules) -> Result<Return, InvalidInput> {
     body::read::<ShopifyRefund>(body)?.into_return(shop, rules)
+}
+
+/// Parses an `inventory_levels/update` body from `shop`: which level
+/// changed and when (its figure is only a hint: the level is read again).
+pub fn parse_inventory_level(body: &[u8], shop: &str) -> Result<EditCheck, InvalidInput> {
+    let l = body::read::<InventoryLevelUpdate>(body)?;
+    let positive = |v: Option<u64>, field: &'static str| match v {
+        Some(id) if id > 0 => Ok(id),
+        _ => Err(InvalidInput::field(
+            field,
+            "is required and must be a positive integer",
+        )),
+    };
+    let inventory_item_id = positive(l.inventory_item_id, "inventory_item_id")?;
+    let location_id = positive(l.location_id, "location_id")?;
+    let updated_at = required(l.updated_at, "updated_at")?;
+    if updated_at.is_empty() || updated_at.len() > 64 || updated_at.chars().any(char::is_control) {
+        return Err(InvalidInput::field("updated_at", "must be a timestamp"));
+    }
+    let level = l.admin_graphql_api_id.unwrap_or_else(|| {
+        format!("gid://shopify/InventoryLevel/{location_id}?inventory_item_id={inventory_item_id}")
+    });
+    if level.len() > 256 || level.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(InvalidInput::field(
+            "admin_graphql_api_id",
+            "must be a GraphQL id",
+        ));
+    }
+    Ok(EditCheck {
+        shop: shop.to_ascii_lowercase(),
+        inventory_item_id,
+        location_id,
+        available: l.available,
+        updated_at,
+        level,
+    })
+}
+
+/// `inventory_levels/update`: ids are integers, `available` may be null.
+#[derive(Debug, Deserialize)]
+struct InventoryLevelUpdate {
+    inventory_item_id: Option<u64>,
+    location_id: Option<u64>,
+    available: Option<i64>,
+    updated_at: Option<String>,
+    admin_graphql_api_id: Option<String>,
 }
 
 /// An order, as far as stock is concerned.
@@ -464,6 +511,39 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.starts_with(field), "{b}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_inventory_level_update_is_read_and_bad_ones_are_refused() {
+        let body = br#"{"inventory_item_id": 7, "location_id": 1001, "available": 4,
+            "updated_at": "2026-11-27T10:00:00-05:00",
+            "admin_graphql_api_id": "gid://shopify/InventoryLevel/1001?inventory_item_id=7"}"#;
+        let c = parse_inventory_level(body, "Demo.myshopify.com").unwrap();
+        assert_eq!(
+            (c.shop.as_str(), c.inventory_item_id, c.location_id, c.available),
+            ("demo.myshopify.com", 7, 1001, Some(4))
+        );
+        assert_eq!(c.item_gid(), "gid://shopify/InventoryItem/7");
+        for (bad, field) in [
+            (
+                &br#"{"location_id": 1, "updated_at": "x"}"#[..],
+                "inventory_item_id",
+            ),
+            (
+                br#"{"inventory_item_id": 7, "location_id": 0, "updated_at": "x"}"#,
+                "location_id",
+            ),
+            (br#"{"inventory_item_id": 7, "location_id": 1}"#, "updated_at"),
+            (
+                br#"{"inventory_item_id": "seven", "location_id": 1, "updated_at": "x"}"#,
+                "inventory_item_id",
+            ),
+        ] {
+            let e = parse_inventory_level(bad, "demo.myshopify.com")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(field), "{e}");
         }
     }
 }
