@@ -78,7 +78,7 @@ test: tools fmt lint unit sam-validate checkov dev-stop
 # Every function: `make build` compiles the workspace once (release, arm64,
 # Zig cross-compiles), then `sam build` copies each function's bootstrap
 # (the build-<LogicalId> targets below) and the artifacts are checked.
-FUNCTIONS := sale-webhook return-processor stock-api stock-fanout supplier-feed
+FUNCTIONS := sale-webhook return-processor stock-api stock-fanout supplier-feed channel-sync channel-events
 
 lambda: tools
 	cargo lambda build --release --arm64 $(addprefix --package ,$(FUNCTIONS))
@@ -97,6 +97,8 @@ build-ReturnProcessorFunction: ; $(call artifact,return-processor)
 build-StockApiFunction: ; $(call artifact,stock-api)
 build-StockFanoutFunction: ; $(call artifact,stock-fanout)
 build-SupplierFeedFunction: ; $(call artifact,supplier-feed)
+build-ChannelSyncFunction: ; $(call artifact,channel-sync)
+build-ChannelEventsFunction: ; $(call artifact,channel-events)
 
 # Benchmarks, not tests: the arm64 artifacts for their sizes, then the
 # functions and the harness built natively (release) to run here.

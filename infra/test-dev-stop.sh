@@ -21,7 +21,7 @@ run_once() {
   log="$work/dev.log"
   sed -e "s#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=http://127.0.0.1:$aws_port#" \
       -e "s#^LOCAL_LAMBDA_URL=.*#LOCAL_LAMBDA_URL=http://127.0.0.1:$lambda_port#" \
-      -e "s#^ALERT_QUEUE_URL=http://127.0.0.1:[0-9]*/#ALERT_QUEUE_URL=http://127.0.0.1:$aws_port/#" \
+      -e "s#^\([A-Z_]*_QUEUE_URL\)=http://127.0.0.1:[0-9]*/#\1=http://127.0.0.1:$aws_port/#" \
       infra/local.env >"$env"
   STOCKROOM_ENV_FILE=$env setsid make --no-print-directory dev >"$log" 2>&1 &
   local make_pid=$!

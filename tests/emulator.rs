@@ -191,6 +191,80 @@ async fn queues_count_visible_in_flight_and_delayed_messages() {
     assert!(!bodies.contains(&"later"));
 }
 
+/// channel-events queues an edit with a per-message delay (the grace
+/// period) on the template's standard ChannelEditsQueue: the emulator holds
+/// it back for that long and then delivers it, as SQS does.
+#[tokio::test]
+async fn a_delayed_edit_arrives_after_its_delay_and_not_before() {
+    let st = stack().await;
+    let url = st.stack.queue_urls["ChannelEditsQueue"].clone();
+    let sent = std::time::Instant::now();
+    st.sqs
+        .send_message()
+        .queue_url(&url)
+        .message_body("edit")
+        .delay_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    assert!(st.receive(&url).await.is_empty(), "delivered before its delay");
+    let got = loop {
+        let got = st.receive(&url).await;
+        if !got.is_empty() || sent.elapsed() > std::time::Duration::from_secs(10) {
+            break got;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(got.len(), 1, "the delayed message never arrived");
+    assert!(sent.elapsed() >= std::time::Duration::from_secs(2));
+}
+
+/// What the local trigger runner relies on to keep a SKU's channel messages
+/// in order on the web channel's FIFO queue (channel-sync's trigger): a
+/// message group's messages come in the order sent, and none of a group is
+/// handed out while an earlier one of it is in flight (as SQS does), while
+/// other groups are.
+#[tokio::test]
+async fn a_fifo_group_is_delivered_in_order_one_batch_at_a_time() {
+    let st = stack().await;
+    let url = st.stack.queue_urls["WebChannelQueue"].clone();
+    for (group, body) in [("A", "a1"), ("A", "a2"), ("B", "b1"), ("A", "a3")] {
+        st.sqs
+            .send_message()
+            .queue_url(&url)
+            .message_body(body)
+            .message_group_id(group)
+            .message_deduplication_id(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let bodies = |msgs: &[stockroom::aws_sdk_sqs::types::Message]| -> Vec<String> {
+        msgs.iter().filter_map(|m| m.body().map(str::to_owned)).collect()
+    };
+    let first = st
+        .sqs
+        .receive_message()
+        .queue_url(&url)
+        .max_number_of_messages(1)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap_or_default();
+    assert_eq!(bodies(&first), ["a1"]);
+    // A is in flight: only B's message is handed out.
+    assert_eq!(bodies(&st.receive(&url).await), ["b1"]);
+    st.sqs
+        .delete_message()
+        .queue_url(&url)
+        .receipt_handle(first[0].receipt_handle().unwrap_or_default())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bodies(&st.receive(&url).await), ["a2", "a3"]);
+}
+
 /// The venv's Python, as the stack starts the emulator with.
 fn python() -> PathBuf {
     std::env::var_os("STOCKROOM_PYTHON")

@@ -1,6 +1,7 @@
 //! Checks on `template.yaml` that `sam validate`, cfn-lint and checkov do
 //! not make: that it describes this workspace, that nothing asynchronous can
-//! lose a message, that policies name what they touch, that every queue is
+//! lose a message (or be retried toward its dead-letter queue while still
+//! running), that policies name what they touch, that every queue is
 //! encrypted (checkov's own check sees only KMS, so the template skips it)
 //! and says who may send to it, and that every check the template skips
 //! says why.
@@ -38,6 +39,13 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
     let mut queues = BTreeSet::new();
     let mut policed_queues = BTreeSet::new();
     let mut binaries = BTreeSet::new();
+    // Lambda's own default when neither the function nor Globals sets one.
+    let global_timeout = doc
+        .get("Globals")
+        .and_then(|g| g.get("Function"))
+        .and_then(|f| f.get("Timeout"))
+        .and_then(Value::as_u64)
+        .unwrap_or(3);
     for (id, res) in resources {
         let id = id.as_str().unwrap_or_default();
         let props = res.get("Properties").cloned().unwrap_or(Value::Null);
@@ -151,6 +159,25 @@ pub fn check(template: &str, workspace: &Path) -> Vec<String> {
                             if p.get("FunctionResponseTypes").is_none() {
                                 problems.push(format!("{id}.{name}: no ReportBatchItemFailures"));
                             }
+                            // Lambda's advice for SQS triggers: a batch retried
+                            // after a throttle must not be counted toward the
+                            // dead-letter queue while the first is still running.
+                            let timeout = props
+                                .get("Timeout")
+                                .and_then(Value::as_u64)
+                                .unwrap_or(global_timeout);
+                            let visibility = queue
+                                .as_deref()
+                                .and_then(|q| resources.get(q))
+                                .and_then(|q| q.get("Properties"))
+                                .and_then(|q| q.get("VisibilityTimeout"))
+                                .and_then(Value::as_u64)
+                                .unwrap_or(30);
+                            if visibility < 6 * timeout {
+                                problems.push(format!(
+                                    "{id}.{name}: its queue's VisibilityTimeout ({visibility} s) is under six times the function's timeout ({timeout} s)"
+                                ));
+                            }
                         }
                         "DynamoDB" | "Kinesis" => {
                             match p
@@ -260,6 +287,8 @@ Resources:
       checkov:
         skip:
           - id: CKV_AWS_27
+    Properties:
+      VisibilityTimeout: 10
   F:
     Type: AWS::Serverless::Function
     Metadata:
@@ -292,6 +321,7 @@ Resources:
             "queue Q is not encrypted",
             "Q skips CKV_AWS_27 without saying why",
             "queue Q has no queue policy",
+            "under six times the function's timeout",
         ] {
             assert!(
                 problems.contains(expected),

@@ -45,6 +45,16 @@ mod tests {
         );
         assert_eq!(m["SHOPIFY_LOCATIONS"], "1001=warehouse,1002=downtown");
         assert_eq!(m["AWS_ENDPOINT_URL"], "http://127.0.0.1:4566");
+        // Braces are not expanded; the JSON keeps its quotes.
+        assert_eq!(m["SHOPIFY_ADMIN_URL"], "http://127.0.0.1:4568/{shop}");
+        assert_eq!(
+            m["SHOPIFY_TOKENS"],
+            r#"{"stockroom-demo.myshopify.com": "shpat_local_demo_token_0001"}"#
+        );
+        assert_eq!(
+            m["CONNECTORS"],
+            "web=shopify:stockroom-demo.myshopify.com@1001/revert"
+        );
         assert!(!m.keys().any(|k| k.starts_with('#')));
     }
 }

@@ -627,6 +627,99 @@ mod tests {
     }
 
     #[test]
+    fn the_connector_reads_both_of_its_queues() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../template.yaml");
+        let t = Template::load(&path, "local").unwrap();
+        let mut sources: Vec<_> = t
+            .triggers
+            .iter()
+            .filter(|x| x.function == "channel-sync")
+            .map(|x| {
+                assert!(x.report_batch_item_failures && x.batch_size == 10, "{x:?}");
+                x.source.clone()
+            })
+            .collect();
+        sources.sort_by_key(|s| format!("{s:?}"));
+        assert_eq!(
+            sources,
+            vec![
+                TriggerSource::Queue("ChannelEditsQueue".into()),
+                TriggerSource::Queue("WebChannelQueue".into())
+            ]
+        );
+        assert!(t.queue("WebChannelQueue").unwrap().fifo);
+        let edits = t.queue("ChannelEditsQueue").unwrap();
+        assert_eq!(edits.name, "local-channel-edits");
+        // Standard: per-message delays (the grace period) exist only there.
+        assert!(!edits.fifo);
+        assert_eq!(edits.dead_letter, Some(("ChannelEditsDLQ".into(), 5)));
+        assert!(edits.visibility_timeout.unwrap() >= 6 * 60);
+        let events = t.functions.iter().find(|f| f.binary == "channel-events").unwrap();
+        assert!(events.has_url);
+
+        let mut stack = Stack::default();
+        stack.tables.insert("StockTable".into(), "local-stock".into());
+        for q in ["AlertQueue", "ChannelEditsQueue"] {
+            stack.queue_urls.insert(q.into(), format!("http://sqs/{q}"));
+        }
+        let sync = t.function_env("ChannelSyncFunction", &stack);
+        assert_eq!(sync["STOCK_TABLE"], "local-stock");
+        assert_eq!(sync["ALERT_QUEUE_URL"], "http://sqs/AlertQueue");
+        assert_eq!(sync["CHANNEL_EDITS_QUEUE_URL"], "http://sqs/ChannelEditsQueue");
+        assert_eq!(sync["CONNECTORS"], "");
+        assert_eq!(sync["SHOPIFY_API_VERSION"], "2026-10");
+        assert_eq!(sync["SHOPIFY_ADMIN_URL"], "https://{shop}");
+        assert_eq!(sync["CHANNEL_EDIT_GRACE_SECONDS"], "60");
+        assert!(sync.contains_key("CHANNELS"));
+        // The tokens are not created locally: local.env says SHOPIFY_TOKENS instead.
+        assert!(!sync.contains_key("SHOPIFY_TOKENS_ARN"));
+        let events = t.function_env("channel-events", &stack);
+        assert_eq!(events["CHANNEL_EDITS_QUEUE_URL"], "http://sqs/ChannelEditsQueue");
+        assert_eq!(events["CHANNEL_EDIT_GRACE_SECONDS"], "60");
+        assert!(!events.contains_key("WEBHOOK_SECRET_ARN"));
+    }
+
+    /// `infra/local.env` against the local stack template.yaml creates: a
+    /// resource it names is the one the emulator will have (the bootstrap
+    /// refuses a stack that drifts), and every secret a function reads by
+    /// ARN, which the local stack does not create, it gives plainly.
+    #[test]
+    fn local_env_agrees_with_the_template() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let env = crate::envfile::load(&root.join("local.env")).unwrap();
+        let t = Template::load(&root.join("../template.yaml"), &env["STACK_NAME"]).unwrap();
+        let endpoint = env["AWS_ENDPOINT_URL"].trim_end_matches('/');
+        let mut stack = Stack::default();
+        for table in &t.tables {
+            stack.tables.insert(table.logical_id.clone(), table.name.clone());
+        }
+        for q in &t.queues {
+            stack.queue_urls.insert(
+                q.logical_id.clone(),
+                format!("{endpoint}/{LOCAL_ACCOUNT}/{}", q.name),
+            );
+        }
+        for b in &t.buckets {
+            stack.buckets.insert(b.logical_id.clone(), b.name.clone());
+        }
+        assert_eq!(stack.drift(&t, &env), vec![]);
+        for f in &t.functions {
+            let resolved = t.function_env(&f.logical_id, &stack);
+            for var in f.env.keys().filter(|k| !resolved.contains_key(*k)) {
+                let plain = var.strip_suffix("_ARN").unwrap_or(var);
+                assert!(
+                    env.contains_key(plain),
+                    "{}: {var} is not created locally and local.env has no {plain}",
+                    f.logical_id
+                );
+            }
+        }
+        for var in ["CHANNEL_EDITS_QUEUE_URL", "ALERT_QUEUE_URL", "STOCK_TABLE"] {
+            assert!(env.contains_key(var), "{var} in local.env");
+        }
+    }
+
+    #[test]
     fn reads_triggers_and_dead_letter_queues() {
         let text = r#"
 Resources:
