@@ -52,6 +52,17 @@ impl HttpClient {
         headers: &[(&str, String)],
         body: Vec<u8>,
     ) -> Result<Reply, HttpError> {
+        Ok(self.send_with_headers(method, url, headers, body).await?.0)
+    }
+
+    /// [`Self::send`], with every header of the answer (`Retry-After`, ...).
+    pub async fn send_with_headers(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<(Reply, http::HeaderMap), HttpError> {
         let err = |message: String| HttpError::Request {
             url: url.to_owned(),
             message,
@@ -67,17 +78,21 @@ impl HttpClient {
             let res = self.inner.request(req).await.map_err(|e| err(e.to_string()))?;
             let status = res.status().as_u16();
             let function_error = res.headers().contains_key("x-amz-function-error");
+            let headers = res.headers().clone();
             let body = res
                 .into_body()
                 .collect()
                 .await
                 .map_err(|e| err(e.to_string()))?
                 .to_bytes();
-            Ok(Reply {
-                status,
-                function_error,
-                body,
-            })
+            Ok((
+                Reply {
+                    status,
+                    function_error,
+                    body,
+                },
+                headers,
+            ))
         };
         tokio::time::timeout(self.timeout, fut)
             .await

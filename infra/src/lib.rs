@@ -7,6 +7,7 @@ pub mod demo;
 pub mod envfile;
 pub mod faults;
 pub mod http;
+pub mod shopify;
 pub mod streams;
 pub mod template;
 pub mod triggers;

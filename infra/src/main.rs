@@ -5,6 +5,7 @@
 //! stockroom-local triggers     run the template's SQS triggers against cargo lambda watch
 //! stockroom-local wait-ready   wait until every function URL answers
 //! stockroom-local demo         tell the last-blue-jacket story against the stack
+//! stockroom-local shopify-setup  create the demo shop on the local Shopify stand-in
 //! ```
 //! Options: `--env-file PATH` (default `infra/local.env`), `--template PATH`
 //! (default `template.yaml`). Settings come from the env file; variables
@@ -45,7 +46,7 @@ fn args() -> Result<Args, String> {
 }
 
 const USAGE: &str =
-    "usage: stockroom-local <bootstrap|triggers|wait-ready|demo> [--env-file PATH] [--template PATH]";
+    "usage: stockroom-local <bootstrap|triggers|wait-ready|demo|shopify-setup> [--env-file PATH] [--template PATH]";
 
 fn main() -> ExitCode {
     let args = match args() {
@@ -192,6 +193,19 @@ async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Re
                 .run()
                 .await
                 .map_err(|e| e.to_string())
+        }
+        "shopify-setup" => {
+            let spec = stockroom_local::shopify::demo_shop(env).map_err(|e| e.to_string())?;
+            let base = stockroom_local::shopify::local_base(env).map_err(|e| e.to_string())?;
+            stockroom_local::shopify::Standin::new(&base)
+                .put_shop(&spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "  Shopify stand-in: {} at {base}/{}/admin/api/<version>/graphql.json, locations {:?}",
+                spec.shop, spec.shop, spec.locations
+            );
+            Ok(())
         }
         other => Err(format!("unknown command {other:?}\n{USAGE}")),
     }

@@ -23,6 +23,7 @@ use stockroom::feed::{FeedSettings, Importer, Suppliers};
 use stockroom::signature::{sign_generic_now, sign_shopify, WebhookSecrets};
 use stockroom::store::StockStore;
 use stockroom_local::http::Reply;
+use stockroom_local::shopify::{Bucket, ShopSpec, Standin};
 use stockroom_local::{bootstrap, Stack, Template};
 
 /// The Shopify test shop's secret.
@@ -120,6 +121,18 @@ fn free_port() -> u16 {
 // The child lives as long as the test process; its stdin pipe ends it.
 #[allow(clippy::zombie_processes)]
 fn start_emulator() -> Emulator {
+    let (child, port) = start_child("infra/emulator.py", "the emulator");
+    Emulator {
+        endpoint: format!("http://127.0.0.1:{port}"),
+        _child: Mutex::new(child),
+    }
+}
+
+/// Starts `.venv/bin/python <script> --port P --exit-with-stdin` on a free
+/// port (another if that one is taken before the child binds it) and waits
+/// until it listens.
+#[allow(clippy::zombie_processes)]
+fn start_child(script: &str, what: &str) -> (Child, u16) {
     let python = python();
     assert!(
         python.exists(),
@@ -129,14 +142,14 @@ fn start_emulator() -> Emulator {
     for _ in 0..5 {
         let port = free_port();
         let mut child = Command::new(&python)
-            .arg(root().join("infra/emulator.py"))
+            .arg(root().join(script))
             .args(["--port", &port.to_string(), "--exit-with-stdin"])
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start the emulator");
-        let stderr = child.stderr.take().expect("emulator stderr");
+            .unwrap_or_else(|e| panic!("start {what}: {e}"));
+        let stderr = child.stderr.take().expect("child stderr");
         // Drain stderr (moto logs every request) so the pipe never fills.
         std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -145,17 +158,100 @@ fn start_emulator() -> Emulator {
                 break; // port taken between probe and bind: try another
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Emulator {
-                    endpoint: format!("http://127.0.0.1:{port}"),
-                    _child: Mutex::new(child),
-                };
+                return (child, port);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
         let _ = child.wait();
     }
-    panic!("the emulator did not start");
+    panic!("{what} did not start");
+}
+
+/// A running Shopify stand-in (`infra/shopify.py`); it exits with this
+/// process, as the emulator does.
+pub struct ShopifyStandin {
+    /// `http://127.0.0.1:<port>`
+    pub base: String,
+    _child: Mutex<Child>,
+}
+
+impl ShopifyStandin {
+    /// The Admin API base the connector is given (`SHOPIFY_ADMIN_URL`): `<base>/{shop}`.
+    pub fn admin_url(&self) -> String {
+        format!("{}/{{shop}}", self.base)
+    }
+
+    /// A client, made in the calling test's runtime (a pooled connection
+    /// must not outlive the runtime that opened it).
+    pub fn client(&self) -> Standin {
+        Standin::new(&self.base)
+    }
+}
+
+/// The Shopify stand-in for this test binary, started on first use.
+pub fn shopify() -> &'static ShopifyStandin {
+    static STANDIN: OnceLock<ShopifyStandin> = OnceLock::new();
+    STANDIN.get_or_init(|| {
+        let (child, port) = start_child("infra/shopify.py", "the Shopify stand-in");
+        ShopifyStandin {
+            base: format!("http://127.0.0.1:{port}"),
+            _child: Mutex::new(child),
+        }
+    })
+}
+
+/// The Admin API token of a test shop.
+pub fn token_of(shop: &str) -> String {
+    format!("shpat_test_{}", shop.replace(['.', '-'], "_"))
+}
+
+/// A uniquely named shop on the stand-in, for one test.
+pub struct TestShop {
+    /// `t<pid>-<n>-<rand>.myshopify.com`
+    pub shop: String,
+    pub token: String,
+    /// Its webhook secret: [`secret_of`] the shop.
+    pub secret: String,
+    pub standin: Standin,
+}
+
+impl TestShop {
+    /// Posts a GraphQL request with the shop's token (at [`stockroom_local::shopify::API_VERSION`]).
+    pub async fn graphql(&self, query: &str, variables: Value) -> (u16, Value, stockroom_local::http::Reply) {
+        let (reply, _) = self
+            .standin
+            .graphql(&self.shop, &self.token, query, variables)
+            .await
+            .expect("post to the stand-in");
+        (reply.status, reply.json(), reply)
+    }
+}
+
+/// Creates a shop with its own token and webhook secret, locations 1001 and
+/// 1002, no webhook URLs (tests read the outbox), and the standard bucket
+/// unless `bucket` gives (maximum, restore rate per second).
+pub async fn test_shop(bucket: Option<(u32, u32)>) -> TestShop {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let shop = format!(
+        "t{}-{}-{:04x}.myshopify.com",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        fastrand::u16(..)
+    );
+    let standin = shopify().client();
+    let mut spec = ShopSpec::new(&shop, &token_of(&shop), &secret_of(&shop));
+    spec.bucket = bucket.map(|(maximum, restore_rate)| Bucket {
+        maximum,
+        restore_rate,
+    });
+    standin.put_shop(&spec).await.expect("create the test shop");
+    TestShop {
+        token: spec.token,
+        secret: spec.webhook_secret,
+        shop,
+        standin,
+    }
 }
 
 /// The emulator for this test binary, started on first use.
