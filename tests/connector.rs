@@ -28,7 +28,8 @@ struct Rig {
 
 fn sync_for(stack: &TestStack, shop: &TestShop, policy: &str, token: &str) -> Sync {
     let channels = Channels::parse(CHANNELS).unwrap();
-    let connectors = Connectors::parse(&format!("web=shopify:{}@1001/{policy}", shop.shop), &channels).unwrap();
+    let connectors =
+        Connectors::parse(&format!("web=shopify:{}@1001/{policy}", shop.shop), &channels).unwrap();
     let tokens = Tokens::parse(&json!({ &shop.shop: token }).to_string()).unwrap();
     Sync {
         store: stack.store(),
@@ -44,7 +45,11 @@ async fn rig(policy: &str, bucket: Option<(u32, u32)>, fanout: bool) -> Rig {
     let stack = stack().await;
     let shop = test_shop(bucket).await;
     let sync = sync_for(&stack, &shop, policy, &shop.token);
-    let fanout = if fanout { Some(stack.start_fanout().await) } else { None };
+    let fanout = if fanout {
+        Some(stack.start_fanout().await)
+    } else {
+        None
+    };
     Rig {
         stack,
         shop,
@@ -66,7 +71,11 @@ impl Rig {
     /// Takes the web channel's messages (at least `expected`) and runs them through channel-sync.
     async fn pump(&self, expected: usize) -> stockroom::connector::Pushed {
         let messages = self.stack.channel_messages("web", expected, WAIT).await;
-        assert!(messages.len() >= expected, "{} web messages, expected {expected}", messages.len());
+        assert!(
+            messages.len() >= expected,
+            "{} web messages, expected {expected}",
+            messages.len()
+        );
         let records = messages
             .iter()
             .enumerate()
@@ -103,12 +112,19 @@ impl Rig {
 
     /// The number of the last webhook in the outbox.
     async fn last_webhook(&self) -> u64 {
-        self.shop.standin.webhooks(&self.shop.shop, 0).await.unwrap().last().map_or(0, |w| w.n)
+        self.shop
+            .standin
+            .webhooks(&self.shop.shop, 0)
+            .await
+            .unwrap()
+            .last()
+            .map_or(0, |w| w.n)
     }
 
     /// The channel-events app for this shop, with no grace (the test judges at once).
     fn events_app(&self) -> channel_events::App {
-        let secrets = json!({ &self.shop.shop: {"secret": self.shop.secret, "endpoints": ["channel-events"]} });
+        let secrets =
+            json!({ &self.shop.shop: {"secret": self.shop.secret, "endpoints": ["channel-events"]} });
         channel_events::App {
             secrets: WebhookSecrets::parse(&secrets.to_string()).unwrap(),
             connectors: self.sync.connectors.clone(),
@@ -131,7 +147,10 @@ impl Rig {
             .ledger(&Sku::parse(sku).unwrap(), 50, None)
             .await
             .unwrap();
-        page.entries.iter().map(|e| serde_json::to_value(e).unwrap()).collect()
+        page.entries
+            .iter()
+            .map(|e| serde_json::to_value(e).unwrap())
+            .collect()
     }
 }
 
@@ -161,20 +180,37 @@ fn records(messages: &[ChannelMessage]) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_count_a_sale_a_return_and_an_adjustment_each_reach_the_shopify_level() {
     let r = rig("revert", None, true).await;
-    r.shop.standin.add_item(&r.shop.shop, "JKT-1", &[(1001, 3)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "JKT-1", &[(1001, 3)])
+        .await
+        .unwrap();
     r.stack.seed("JKT-1", "warehouse", 10).await;
     let p = r.pump(1).await;
     assert!(p.failed.is_empty(), "{p:?}");
     assert_eq!(r.shopify("JKT-1").await, Some(10));
     // A sale on another channel that sells from the warehouse.
-    let sale = json!({"channel": "marketplace", "order_id": "M-1", "lines": [{"sku": "JKT-1", "quantity": 3}]});
-    let (status, _) = read(sale_webhook::handle(&r.stack.sale_app(), signed(&serde_json::to_vec(&sale).unwrap(), Sign::Generic)).await);
+    let sale =
+        json!({"channel": "marketplace", "order_id": "M-1", "lines": [{"sku": "JKT-1", "quantity": 3}]});
+    let (status, _) = read(
+        sale_webhook::handle(
+            &r.stack.sale_app(),
+            signed(&serde_json::to_vec(&sale).unwrap(), Sign::Generic),
+        )
+        .await,
+    );
     assert_eq!(status, 200);
     r.pump(1).await;
     assert_eq!(r.shopify("JKT-1").await, Some(7));
     // A return put back.
     let ret = json!({"source": "returns-desk", "return_id": "R-1", "lines": [{"sku": "JKT-1", "quantity": 2, "location": "warehouse", "condition": "resellable"}]});
-    let (status, body) = read(return_processor::handle(&r.stack.return_app(), signed(&serde_json::to_vec(&ret).unwrap(), Sign::Generic)).await);
+    let (status, body) = read(
+        return_processor::handle(
+            &r.stack.return_app(),
+            signed(&serde_json::to_vec(&ret).unwrap(), Sign::Generic),
+        )
+        .await,
+    );
     assert_eq!(status, 200, "{body}");
     r.pump(1).await;
     assert_eq!(r.shopify("JKT-1").await, Some(9));
@@ -198,41 +234,80 @@ async fn a_count_a_sale_a_return_and_an_adjustment_each_reach_the_shopify_level(
     assert_eq!(r.shopify("JKT-1").await, Some(5));
     // Every change on Shopify's side was the app's, each a compare-and-swap from the last.
     let history = r.shop.standin.history(&r.shop.shop, "JKT-1", 1001).await.unwrap();
-    let by_app: Vec<i64> = history.iter().filter(|c| c.by == "app").map(|c| c.available).collect();
+    let by_app: Vec<i64> = history
+        .iter()
+        .filter(|c| c.by == "app")
+        .map(|c| c.available)
+        .collect();
     assert_eq!(by_app, [10, 7, 9, 5]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_delivered_twice_and_out_of_order_leave_the_figure_of_the_highest_sequence() {
     let r = rig("revert", None, false).await;
-    r.shop.standin.add_item(&r.shop.shop, "SKU-A", &[(1001, 0)]).await.unwrap();
-    let (m5, m7, m9) = (message("SKU-A", 5, 5), message("SKU-A", 7, 7), message("SKU-A", 4, 9));
-    for batch in [vec![m7.clone()], vec![m9.clone(), m5.clone()], vec![m7.clone(), m7], vec![m5, m9]] {
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "SKU-A", &[(1001, 0)])
+        .await
+        .unwrap();
+    let (m5, m7, m9) = (
+        message("SKU-A", 5, 5),
+        message("SKU-A", 7, 7),
+        message("SKU-A", 4, 9),
+    );
+    for batch in [
+        vec![m7.clone()],
+        vec![m9.clone(), m5.clone()],
+        vec![m7.clone(), m7],
+        vec![m5, m9],
+    ] {
         let p = r.sync.push_batch("web", records(&batch), deadline()).await;
         assert!(p.failed.is_empty(), "{p:?}");
     }
     assert_eq!(r.shopify("SKU-A").await, Some(4));
     let history = r.shop.standin.history(&r.shop.shop, "SKU-A", 1001).await.unwrap();
-    let set: Vec<i64> = history.iter().filter(|c| c.by == "app").map(|c| c.available).collect();
+    let set: Vec<i64> = history
+        .iter()
+        .filter(|c| c.by == "app")
+        .map(|c| c.available)
+        .collect();
     assert_eq!(set, [7, 4], "never back to an older figure");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shopify_sale_racing_a_push_never_puts_the_sold_unit_back_on_sale() {
     let r = rig("revert", None, true).await;
-    r.shop.standin.add_item(&r.shop.shop, "RACE", &[(1001, 0)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "RACE", &[(1001, 0)])
+        .await
+        .unwrap();
     r.stack.seed("RACE", "warehouse", 10).await;
     r.pump(1).await;
     assert_eq!(r.shopify("RACE").await, Some(10));
     let before = r.last_webhook().await;
     // A shopper buys 1 on Shopify: its figure drops at once, the order webhook is on its way.
-    r.shop.standin.order(&r.shop.shop, 1001, &[("RACE", 1)]).await.unwrap();
+    r.shop
+        .standin
+        .order(&r.shop.shop, 1001, &[("RACE", 1)])
+        .await
+        .unwrap();
     assert_eq!(r.shopify("RACE").await, Some(9));
     // Meanwhile a marketplace sale takes 1 at the warehouse: the master says 9.
-    let sale = json!({"channel": "marketplace", "order_id": "M-9", "lines": [{"sku": "RACE", "quantity": 1}]});
-    read(sale_webhook::handle(&r.stack.sale_app(), signed(&serde_json::to_vec(&sale).unwrap(), Sign::Generic)).await);
+    let sale =
+        json!({"channel": "marketplace", "order_id": "M-9", "lines": [{"sku": "RACE", "quantity": 1}]});
+    read(
+        sale_webhook::handle(
+            &r.stack.sale_app(),
+            signed(&serde_json::to_vec(&sale).unwrap(), Sign::Generic),
+        )
+        .await,
+    );
     let p = r.pump(1).await;
-    assert!(p.failed.is_empty() && p.stale >= 1, "the push found the channel moved: {p:?}");
+    assert!(
+        p.failed.is_empty() && p.stale >= 1,
+        "the push found the channel moved: {p:?}"
+    );
     // 9 on the master, 1 sold on Shopify not recorded yet: 8, never 9.
     assert_eq!(r.shopify("RACE").await, Some(8));
     // The order arrives: the master takes it; the figure stays 8.
@@ -244,8 +319,13 @@ async fn a_shopify_sale_racing_a_push_never_puts_the_sold_unit_back_on_sale() {
     assert_eq!(r.shopify("RACE").await, Some(8));
     // At no time did Shopify offer more than the master less the unrecorded sale.
     let history = r.shop.standin.history(&r.shop.shop, "RACE", 1001).await.unwrap();
-    let after_sale: Vec<i64> = history.iter().skip_while(|c| c.by != "order").map(|c| c.available).collect();
-    assert!(after_sale.iter().all(|&a| a <= 9 - 1), "{after_sale:?}");
+    let pushed: Vec<i64> = history
+        .iter()
+        .skip_while(|c| c.by != "order")
+        .filter(|c| c.by == "app")
+        .map(|c| c.available)
+        .collect();
+    assert_eq!(pushed, [8], "the only push after the sale: {history:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,12 +335,21 @@ async fn a_burst_of_200_skus_under_a_small_bucket_arrives_whole_and_in_order() {
     let r = rig("revert", Some((200, 100)), false).await;
     let skus: Vec<String> = (0..200).map(|i| format!("B-{i:03}")).collect();
     for s in &skus {
-        r.shop.standin.add_item(&r.shop.shop, s, &[(1001, 0)]).await.unwrap();
+        r.shop
+            .standin
+            .add_item(&r.shop.shop, s, &[(1001, 0)])
+            .await
+            .unwrap();
     }
     let second = sync_for(&r.stack, &r.shop, "revert", &r.shop.token);
     let batches: Vec<Vec<ChannelMessage>> = skus
         .chunks(10)
-        .map(|c| c.iter().enumerate().map(|(i, s)| message(s, 20 + i as i64, 2)).collect())
+        .map(|c| {
+            c.iter()
+                .enumerate()
+                .map(|(i, s)| message(s, 20 + i as i64, 2))
+                .collect()
+        })
         .collect();
     let run = |sync: &'static Sync, batches: Vec<Vec<ChannelMessage>>| async move {
         let mut failed = 0;
@@ -268,7 +357,11 @@ async fn a_burst_of_200_skus_under_a_small_bucket_arrives_whole_and_in_order() {
             // Then a newer figure for the same SKUs: it must win.
             let newer: Vec<ChannelMessage> = b.iter().map(|m| message(&m.sku, m.available - 10, 3)).collect();
             for batch in [b, newer] {
-                failed += sync.push_batch("web", records(&batch), deadline()).await.failed.len();
+                failed += sync
+                    .push_batch("web", records(&batch), deadline())
+                    .await
+                    .failed
+                    .len();
             }
         }
         failed
@@ -280,19 +373,29 @@ async fn a_burst_of_200_skus_under_a_small_bucket_arrives_whole_and_in_order() {
     assert_eq!(fa + fb, 0, "every message went through");
     let levels = r.shop.standin.levels(&r.shop.shop).await.unwrap();
     for (i, s) in skus.iter().enumerate() {
-        let row = levels.iter().find(|l| l.sku.as_deref() == Some(s) && l.location_id == 1001).unwrap();
+        let row = levels
+            .iter()
+            .find(|l| l.sku.as_deref() == Some(s) && l.location_id == 1001)
+            .unwrap();
         assert_eq!(row.available, 10 + (i % 10) as i64, "{s}");
     }
     let calls = r.shop.standin.calls(&r.shop.shop).await.unwrap();
     let throttled = calls.iter().filter(|c| c.throttled).count();
     let stats = (first.api.stats(), second.api.stats());
-    assert!(throttled > 0 && stats.0.throttled + stats.1.throttled > 0, "throttled answers were met and handled");
+    assert!(
+        throttled > 0 && stats.0.throttled + stats.1.throttled > 0,
+        "throttled answers were met and handled"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_edit_in_shopify_s_admin_is_recorded_and_reverted_and_the_app_s_own_echo_is_not() {
     let r = rig("revert", None, true).await;
-    r.shop.standin.add_item(&r.shop.shop, "EDIT-R", &[(1001, 0)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "EDIT-R", &[(1001, 0)])
+        .await
+        .unwrap();
     r.stack.seed("EDIT-R", "warehouse", 10).await;
     let before = r.last_webhook().await;
     r.pump(1).await;
@@ -301,34 +404,90 @@ async fn an_edit_in_shopify_s_admin_is_recorded_and_reverted_and_the_app_s_own_e
     assert_eq!(r.judge(&echo).await, Judged::Verdict(Verdict::Echo));
     // A manager sets 4 in Shopify's admin.
     let mark = r.last_webhook().await;
-    r.shop.standin.edit(&r.shop.shop, "EDIT-R", 1001, 4).await.unwrap();
+    r.shop
+        .standin
+        .edit(&r.shop.shop, "EDIT-R", 1001, 4)
+        .await
+        .unwrap();
     let edit = r.webhook("inventory_levels/update", mark).await;
-    assert_eq!(r.judge(&edit).await, Judged::Verdict(Verdict::Edit { before: 10, after: 4 }));
-    assert_eq!(r.shopify("EDIT-R").await, Some(10), "reverted to the master's figure");
-    assert_eq!(r.stack.available("EDIT-R", "warehouse").await, Some(10), "the master did not move");
+    assert_eq!(
+        r.judge(&edit).await,
+        Judged::Verdict(Verdict::Edit { before: 10, after: 4 })
+    );
+    assert_eq!(
+        r.shopify("EDIT-R").await,
+        Some(10),
+        "reverted to the master's figure"
+    );
+    assert_eq!(
+        r.stack.available("EDIT-R", "warehouse").await,
+        Some(10),
+        "the master did not move"
+    );
     let ledger = r.ledger("EDIT-R").await;
-    let entry = ledger.iter().find(|e| e["reason"] == "channel_edit").expect("a channel_edit entry");
-    assert_eq!((entry["delta"].as_i64(), entry["before"].as_i64(), entry["after"].as_i64()), (Some(0), Some(10), Some(4)));
+    let entry = ledger
+        .iter()
+        .find(|e| e["reason"] == "channel_edit")
+        .expect("a channel_edit entry");
+    assert_eq!(
+        (
+            entry["delta"].as_i64(),
+            entry["before"].as_i64(),
+            entry["after"].as_i64()
+        ),
+        (Some(0), Some(10), Some(4))
+    );
     assert_eq!(entry["actor"], format!("shopify:{}", r.shop.shop));
     // Redelivered, the same edit is recorded once.
     assert!(matches!(r.judge(&edit).await, Judged::Verdict(_)));
-    assert_eq!(r.ledger("EDIT-R").await.iter().filter(|e| e["reason"] == "channel_edit").count(), 1);
+    assert_eq!(
+        r.ledger("EDIT-R")
+            .await
+            .iter()
+            .filter(|e| e["reason"] == "channel_edit")
+            .count(),
+        1
+    );
     let alerts = r.stack.alerts(1, WAIT).await;
-    assert!(alerts.iter().any(|a| a["kind"] == "channel_edit" && a["before"] == 10 && a["after"] == 4), "{alerts:?}");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["kind"] == "channel_edit" && a["before"] == 10 && a["after"] == 4),
+        "{alerts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_adopt_an_edit_in_shopify_s_admin_moves_the_master() {
     let r = rig("adopt", None, true).await;
-    r.shop.standin.add_item(&r.shop.shop, "EDIT-A", &[(1001, 0)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "EDIT-A", &[(1001, 0)])
+        .await
+        .unwrap();
     r.stack.seed("EDIT-A", "warehouse", 10).await;
     r.pump(1).await;
     let mark = r.last_webhook().await;
-    r.shop.standin.edit(&r.shop.shop, "EDIT-A", 1001, 13).await.unwrap();
+    r.shop
+        .standin
+        .edit(&r.shop.shop, "EDIT-A", 1001, 13)
+        .await
+        .unwrap();
     let edit = r.webhook("inventory_levels/update", mark).await;
-    assert_eq!(r.judge(&edit).await, Judged::Verdict(Verdict::Edit { before: 10, after: 13 }));
+    assert_eq!(
+        r.judge(&edit).await,
+        Judged::Verdict(Verdict::Edit {
+            before: 10,
+            after: 13
+        })
+    );
     assert_eq!(r.stack.available("EDIT-A", "warehouse").await, Some(13));
-    let entry = r.ledger("EDIT-A").await.into_iter().find(|e| e["reason"] == "channel_edit").unwrap();
+    let entry = r
+        .ledger("EDIT-A")
+        .await
+        .into_iter()
+        .find(|e| e["reason"] == "channel_edit")
+        .unwrap();
     assert_eq!(entry["delta"].as_i64(), Some(3));
     // The master's new figure reaches the channel, which already shows it: nothing to write.
     let p = r.pump(1).await;
@@ -339,55 +498,96 @@ async fn with_adopt_an_edit_in_shopify_s_admin_moves_the_master() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sku_the_master_never_saw_is_never_changed_on_the_channel() {
     let r = rig("revert", None, false).await;
-    r.shop.standin.add_item(&r.shop.shop, "NEW-1", &[(1001, 6)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "NEW-1", &[(1001, 6)])
+        .await
+        .unwrap();
     let mark = r.last_webhook().await;
     r.shop.standin.edit(&r.shop.shop, "NEW-1", 1001, 5).await.unwrap();
     let edit = r.webhook("inventory_levels/update", mark).await;
     assert_eq!(r.judge(&edit).await, Judged::Verdict(Verdict::Unmanaged));
     assert_eq!(r.shopify("NEW-1").await, Some(5));
     let states = r.stack.store().channel_states("web").await.unwrap();
-    assert_eq!(stockroom::connector::refused(&states).get("unmanaged"), Some(&vec!["NEW-1".to_owned()]));
+    assert_eq!(
+        stockroom::connector::refused(&states).get("unmanaged"),
+        Some(&vec!["NEW-1".to_owned()])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_token_an_unknown_sku_and_a_duplicate_sku_never_loop() {
     let r = rig("revert", None, false).await;
-    r.shop.standin.add_item(&r.shop.shop, "TWICE", &[(1001, 1)]).await.unwrap();
-    r.shop.standin.add_item(&r.shop.shop, "TWICE", &[(1001, 1)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "TWICE", &[(1001, 1)])
+        .await
+        .unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "TWICE", &[(1001, 1)])
+        .await
+        .unwrap();
     // Unknown and duplicate SKUs: refused, alerted once, acknowledged.
     for round in 0..2 {
         let p = r
             .sync
-            .push_batch("web", records(&[message("NOWHERE", 3, 2 + round), message("TWICE", 3, 2 + round)]), deadline())
+            .push_batch(
+                "web",
+                records(&[message("NOWHERE", 3, 2 + round), message("TWICE", 3, 2 + round)]),
+                deadline(),
+            )
             .await;
         assert_eq!((p.refused, p.failed.len(), p.set), (2, 0, 0), "{p:?}");
     }
     let alerts = r.stack.alerts(2, Duration::from_secs(3)).await;
-    let refused: Vec<&Value> = alerts.iter().filter(|a| a["kind"] == "channel_sku_refused").collect();
+    let refused: Vec<&Value> = alerts
+        .iter()
+        .filter(|a| a["kind"] == "channel_sku_refused")
+        .collect();
     assert_eq!(refused.len(), 2, "alerted once each: {alerts:?}");
     assert_eq!(r.shopify("TWICE").await, Some(1));
     // A refused token: one call, an alert, the messages failed for the queue to retry.
     let wrong = sync_for(&r.stack, &r.shop, "revert", "shpat_not_the_token");
     let calls_before = r.shop.standin.calls(&r.shop.shop).await.unwrap().len();
     let started = Instant::now();
-    let p = wrong.push_batch("web", records(&[message("OTHER", 3, 2)]), deadline()).await;
+    let p = wrong
+        .push_batch("web", records(&[message("OTHER", 3, 2)]), deadline())
+        .await;
     assert_eq!(p.failed, ["m0"]);
-    assert!(started.elapsed() < Duration::from_secs(5), "no retry loop in the invocation");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no retry loop in the invocation"
+    );
     let calls = r.shop.standin.calls(&r.shop.shop).await.unwrap().len() - calls_before;
-    assert_eq!(calls, 1);
+    assert!(calls <= 1, "{calls} calls");
+    assert_eq!(wrong.api.stats().calls, 1, "one call, not retried");
     let alerts = r.stack.alerts(1, WAIT).await;
-    assert!(alerts.iter().any(|a| a["kind"] == "channel_unauthorized"), "{alerts:?}");
+    assert!(
+        alerts.iter().any(|a| a["kind"] == "channel_unauthorized"),
+        "{alerts:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_errors_and_429s_are_retried_inside_the_invocation() {
     let r = rig("revert", None, false).await;
-    r.shop.standin.add_item(&r.shop.shop, "FLAKY", &[(1001, 0)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "FLAKY", &[(1001, 0)])
+        .await
+        .unwrap();
     r.shop.standin.fault(&r.shop.shop, 503, 2, None).await.unwrap();
-    let p = r.sync.push_batch("web", records(&[message("FLAKY", 6, 2)]), deadline()).await;
+    let p = r
+        .sync
+        .push_batch("web", records(&[message("FLAKY", 6, 2)]), deadline())
+        .await;
     assert!(p.failed.is_empty(), "{p:?}");
     r.shop.standin.fault(&r.shop.shop, 429, 1, Some(1)).await.unwrap();
-    let p = r.sync.push_batch("web", records(&[message("FLAKY", 2, 3)]), deadline()).await;
+    let p = r
+        .sync
+        .push_batch("web", records(&[message("FLAKY", 2, 3)]), deadline())
+        .await;
     assert!(p.failed.is_empty(), "{p:?}");
     assert_eq!(r.shopify("FLAKY").await, Some(2));
     assert!(r.sync.api.stats().retried >= 2 && r.sync.api.stats().throttled >= 1);
@@ -396,7 +596,11 @@ async fn server_errors_and_429s_are_retried_inside_the_invocation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn channel_events_takes_only_signed_level_updates_for_a_connected_location() {
     let r = rig("revert", None, false).await;
-    r.shop.standin.add_item(&r.shop.shop, "EV-1", &[(1001, 2), (1002, 2)]).await.unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "EV-1", &[(1001, 2), (1002, 2)])
+        .await
+        .unwrap();
     let mark = r.last_webhook().await;
     r.shop.standin.edit(&r.shop.shop, "EV-1", 1002, 1).await.unwrap();
     let other_location = r.webhook("inventory_levels/update", mark).await;
@@ -412,7 +616,10 @@ async fn channel_events_takes_only_signed_level_updates_for_a_connected_location
     // Malformed (signed, but not a level): refused with the field.
     let mut bad = other_location.clone();
     bad.body = "{\"location_id\": 1001}".into();
-    bad.headers.insert("X-Shopify-Hmac-Sha256".into(), stockroom::signature::sign_shopify(r.shop.secret.as_bytes(), bad.body.as_bytes()));
+    bad.headers.insert(
+        "X-Shopify-Hmac-Sha256".into(),
+        stockroom::signature::sign_shopify(r.shop.secret.as_bytes(), bad.body.as_bytes()),
+    );
     let (status, body) = read(channel_events::handle(&app, r.delivery(&bad)).await);
     assert_eq!(status, 400, "{body}");
     // A good one is queued for the check.
