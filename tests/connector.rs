@@ -547,6 +547,13 @@ async fn a_wrong_token_an_unknown_sku_and_a_duplicate_sku_never_loop() {
         .collect();
     assert_eq!(refused.len(), 2, "alerted once each: {alerts:?}");
     assert_eq!(r.shopify("TWICE").await, Some(1));
+    // An edit of a duplicate SKU's item is not judged: it is not the connector's.
+    r.stack.seed("TWICE", "warehouse", 5).await;
+    let mark = r.last_webhook().await;
+    r.shop.standin.edit(&r.shop.shop, "TWICE", 1001, 0).await.unwrap();
+    let edit = r.webhook("inventory_levels/update", mark).await;
+    assert_eq!(r.judge(&edit).await, Judged::Ignored);
+    assert_eq!(r.shopify("TWICE").await, Some(0));
     // A refused token: one call, an alert, the messages failed for the queue to retry.
     let wrong = sync_for(&r.stack, &r.shop, "revert", "shpat_not_the_token");
     let calls_before = r.shop.standin.calls(&r.shop.shop).await.unwrap().len();

@@ -480,10 +480,15 @@ impl Sync {
                 sku: sku.to_string(),
                 ..SyncState::default()
             });
-        if state.item.is_none() {
-            state.mapping = Mapping::Mapped;
-            state.item = Some(check.item_gid());
-            state.checked_at = Some(clock::now());
+        match state.mapping {
+            Mapping::Unknown => {
+                state.mapping = Mapping::Mapped;
+                state.item = Some(check.item_gid());
+                state.checked_at = Some(clock::now());
+            }
+            Mapping::Mapped if state.item.as_deref() == Some(check.item_gid().as_str()) => {}
+            // Another item carries the SKU, or several do: not this connector's to judge.
+            _ => return Ok(Judged::Ignored),
         }
         let master_knows = !levels.is_empty();
         let verdict = judge_edit(Some(&state), master_knows, now, sold);
