@@ -178,7 +178,7 @@ fn records(messages: &[ChannelMessage]) -> Vec<(String, String)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_count_a_sale_a_return_and_an_adjustment_each_reach_the_shopify_level() {
+async fn a_count_a_sale_a_return_an_adjustment_and_a_feed_row_each_reach_the_shopify_level() {
     let r = rig("revert", None, true).await;
     r.shop
         .standin
@@ -232,6 +232,21 @@ async fn a_count_a_sale_a_return_and_an_adjustment_each_reach_the_shopify_level(
         .unwrap();
     r.pump(1).await;
     assert_eq!(r.shopify("JKT-1").await, Some(5));
+    // A supplier's delivery row.
+    let key = "feeds/acme/deliveries/connector.csv";
+    r.stack.put_feed(key, b"SKU,Quantity\nJKT-1,6\n").await;
+    let msg = r
+        .stack
+        .next_feed_message(WAIT)
+        .await
+        .expect("S3 notified the feed queue");
+    let mut event = stockroom::aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = vec![msg];
+    let imported =
+        supplier_feed::handle(&r.stack.feed_app(), event, tokio::time::Instant::now() + WAIT).await;
+    assert!(imported.batch_item_failures.is_empty());
+    r.pump(1).await;
+    assert_eq!(r.shopify("JKT-1").await, Some(11));
     // Every change on Shopify's side was the app's, each a compare-and-swap from the last.
     let history = r.shop.standin.history(&r.shop.shop, "JKT-1", 1001).await.unwrap();
     let by_app: Vec<i64> = history
@@ -239,7 +254,7 @@ async fn a_count_a_sale_a_return_and_an_adjustment_each_reach_the_shopify_level(
         .filter(|c| c.by == "app")
         .map(|c| c.available)
         .collect();
-    assert_eq!(by_app, [10, 7, 9, 5]);
+    assert_eq!(by_app, [10, 7, 9, 5, 11]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
