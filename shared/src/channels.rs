@@ -177,6 +177,10 @@ pub struct ChannelMessage {
     /// has taken yet.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub sold: BTreeMap<String, i64>,
+    /// Ops asked for the figure again (the stock API's resync): a consumer
+    /// applies it even at a sequence it has seen, reading the channel first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resync: bool,
 }
 
 /// The sequence of a SKU's state: every change adds one to one level's
@@ -236,6 +240,7 @@ pub fn messages(
                     reference: latest.and_then(|l| l.last_reference.clone()).unwrap_or_default(),
                 },
                 sold: channel.sold(levels),
+                resync: false,
             })
         })
         .collect()

@@ -54,6 +54,34 @@ impl EditPolicy {
     }
 }
 
+/// Whether a connector writes to its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Reads the channel and records what it would set; never writes (no
+    /// pushes, no reverts): the channel's old flow keeps running.
+    Shadow,
+    /// Sets the channel (the default).
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Shadow => "shadow",
+            Mode::Live => "live",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim() {
+            "shadow" => Some(Mode::Shadow),
+            "live" => Some(Mode::Live),
+            _ => None,
+        }
+    }
+}
+
 /// One channel's connector: the Shopify shop and location its figure goes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Connector {
@@ -63,6 +91,8 @@ pub struct Connector {
     /// Shopify's numeric location id.
     pub location_id: u64,
     pub policy: EditPolicy,
+    /// The mode until ops switch it at run time (the stock API).
+    pub mode: Mode,
 }
 
 impl Connector {
@@ -94,7 +124,7 @@ fn invalid(message: impl Into<String>) -> ConfigError {
 pub struct Connectors(Vec<Connector>);
 
 impl Connectors {
-    /// Parses `channel=shopify:<shop>.myshopify.com@<location id>[/revert|/adopt],...`;
+    /// Parses `channel=shopify:<shop>.myshopify.com@<location id>[/revert|/adopt][/shadow|/live],...`;
     /// every channel named must be one of `channels`.
     pub fn parse(raw: &str, channels: &Channels) -> Result<Self, ConfigError> {
         let mut out: Vec<Connector> = Vec::new();
@@ -112,16 +142,20 @@ impl Connectors {
                 .trim()
                 .strip_prefix("shopify:")
                 .ok_or_else(|| invalid(format!("{channel}: only shopify: connectors exist, got {rest:?}")))?;
-            let (rest, policy) = match rest.rsplit_once('/') {
-                Some((r, "revert")) => (r, EditPolicy::Revert),
-                Some((r, "adopt")) => (r, EditPolicy::Adopt),
-                Some((_, p)) => {
-                    return Err(invalid(format!(
-                        "{channel}: edit policy {p:?} is not revert or adopt"
-                    )))
+            let mut words = rest.split('/');
+            let rest = words.next().unwrap_or_default();
+            let (mut policy, mut mode) = (EditPolicy::Revert, Mode::Live);
+            for word in words {
+                match word.trim() {
+                    "revert" => policy = EditPolicy::Revert,
+                    "adopt" => policy = EditPolicy::Adopt,
+                    w => mode = Mode::parse(w).ok_or_else(|| {
+                        invalid(format!(
+                            "{channel}: {w:?} is not an edit policy (revert, adopt) or a mode (shadow, live)"
+                        ))
+                    })?,
                 }
-                None => (rest, EditPolicy::Revert),
-            };
+            }
             let (shop, location) = rest
                 .split_once('@')
                 .ok_or_else(|| invalid(format!("{channel}: expected <shop>@<location id>, got {rest:?}")))?;
@@ -146,6 +180,7 @@ impl Connectors {
                 shop,
                 location_id,
                 policy,
+                mode,
             });
         }
         Ok(Self(out))
@@ -270,6 +305,10 @@ pub struct SyncState {
     pub sequence: u64,
     /// A figure on the channel for a SKU the master has never seen: left alone.
     pub unmanaged: bool,
+    /// In shadow mode: the figure the connector would have set.
+    pub would_set: Option<i64>,
+    /// Since when the channel's figure differs from the master's (a reconcile's finding).
+    pub drift_since: Option<String>,
     /// Unmapped or duplicate SKUs are alerted once.
     pub alerted: bool,
     pub updated_at: String,
@@ -336,7 +375,7 @@ pub fn plan_push(
     m: &ChannelMessage,
     channel_now: Option<i64>,
 ) -> Due {
-    if state.sequence >= m.sequence && state.set.is_some() {
+    if state.sequence >= m.sequence && state.set.is_some() && !m.resync {
         return Due::Stale;
     }
     let item = match (&state.mapping, &state.item) {
@@ -344,11 +383,19 @@ pub fn plan_push(
         (Mapping::Unknown, _) | (Mapping::Mapped, None) => return Due::Lookup,
         (other, _) => return Due::Unsendable(other.clone()),
     };
-    let Some(now) = channel_now.or(state.set) else {
+    // A resync trusts nothing it remembers of the channel: it reads first.
+    let remembered = if m.resync { None } else { state.set };
+    let Some(now) = channel_now.or(remembered) else {
         return Due::Read;
     };
     let sold = connector.sold(&m.sold);
-    let owed = owed(state, now, sold);
+    let owed = if m.resync {
+        // Asked for again after something went wrong: what the channel shows
+        // is the base, only the sales known to be owed still count.
+        (state.owed_at_set - (sold - state.sold_at_set)).max(0)
+    } else {
+        owed(state, now, sold)
+    };
     Due::Set(Push {
         sku: m.sku.clone(),
         item,

@@ -574,6 +574,7 @@ impl Sync {
                         reference: check.level.clone(),
                     },
                     sold: channel.sold(&levels),
+                    resync: false,
                 },
                 state: state.clone(),
                 now: Some(now),

@@ -11,6 +11,7 @@ fn connector() -> Connector {
         shop: SHOP.into(),
         location_id: 1001,
         policy: EditPolicy::Revert,
+        mode: Mode::Live,
     }
 }
 
@@ -26,6 +27,7 @@ fn message(available: i64, sequence: u64, sold: i64) -> ChannelMessage {
             reference: "order:x/1".into(),
         },
         sold: BTreeMap::from([(SHOP.to_owned(), sold), ("channel:pos".to_owned(), 40)]),
+        resync: false,
     }
 }
 
@@ -67,6 +69,10 @@ fn connectors_parse_and_refuse_what_they_cannot_use() {
     // The policy defaults to revert; nothing configured is no connector.
     let c = Connectors::parse(" web = shopify:demo.myshopify.com@1001 ", &channels).unwrap();
     assert_eq!(c.of_channel("web").unwrap().policy, EditPolicy::Revert);
+    assert_eq!(c.of_channel("web").unwrap().mode, Mode::Live);
+    let c = Connectors::parse("web=shopify:demo.myshopify.com@1001/shadow/adopt", &channels).unwrap();
+    let web = c.of_channel("web").unwrap();
+    assert_eq!((web.mode, web.policy), (Mode::Shadow, EditPolicy::Adopt));
     assert_eq!(Connectors::parse("", &channels).unwrap().iter().count(), 0);
     for bad in [
         "kiosk=shopify:demo.myshopify.com@1",
@@ -75,6 +81,7 @@ fn connectors_parse_and_refuse_what_they_cannot_use() {
         "web=shopify:demo.myshopify.com@x",
         "web=shopify:demo.myshopify.com",
         "web=shopify:demo.myshopify.com@1/ignore",
+        "web=shopify:demo.myshopify.com@1/revert/dark",
         "web=shopify:a.myshopify.com@1,web=shopify:b.myshopify.com@2",
         "web",
     ] {
@@ -227,4 +234,16 @@ fn the_grace_period_is_seconds_sqs_can_delay() {
     assert!(parse_grace(Some("901")).is_err());
     assert!(parse_grace(Some("-1")).is_err());
     assert!(parse_grace(Some("soon")).is_err());
+}
+
+#[test]
+fn a_resync_is_applied_at_a_seen_sequence_and_reads_the_channel_first() {
+    let c = connector();
+    let s = mapped(Some(5), 0, 0, 7);
+    let mut m = message(5, 7, 0);
+    assert_eq!(plan_push(&c, &s, &m, None), Due::Stale);
+    m.resync = true;
+    assert_eq!(plan_push(&c, &s, &m, None), Due::Read);
+    let p = push(plan_push(&c, &s, &m, Some(2)));
+    assert_eq!((p.quantity, p.change_from), (5, 2));
 }
