@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole local stack, in the foreground until Ctrl-C:
-#   moto's server (the local AWS) -> resources from template.yaml ->
-#   cargo lambda watch (the functions) -> the trigger runner (SQS triggers).
+#   moto's server (the local AWS) and the Shopify stand-in -> resources from
+#   template.yaml and the demo shop -> cargo lambda watch (the functions) ->
+#   the trigger runner (SQS triggers).
 # Prints a line with "ready" once every function answers. Ctrl-C, a SIGTERM
 # from a supervisor (or `timeout`), or any part dying stops everything it
 # started. STOCKROOM_ENV_FILE names another settings file (other ports).
@@ -14,10 +15,11 @@ endpoint=$(grep -E '^AWS_ENDPOINT_URL=' "$ENV_FILE" | cut -d= -f2-)
 aws_port=${endpoint##*:}
 lambda_url=$(grep -E '^LOCAL_LAMBDA_URL=' "$ENV_FILE" | cut -d= -f2-)
 lambda_port=${lambda_url##*:}
+shopify_port=$(grep -E '^SHOPIFY_LOCAL_PORT=' "$ENV_FILE" | cut -d= -f2- | tr -d "\"' ")
 mkdir -p .stack
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-for p in "$aws_port" "$lambda_port"; do
+for p in "$aws_port" "$lambda_port" $shopify_port; do
   if port_busy "$p"; then
     echo "port $p is already in use: is another 'make dev' running? Stop it first." >&2
     exit 1
@@ -77,8 +79,32 @@ if ! port_busy "$aws_port"; then
   exit 1
 fi
 
+# Waits until a part listens on its port, or stops waiting if it exits (a refusal to start).
+wait_port() {
+  local port=$1 name=$2 log=$3
+  for _ in $(seq 1 200); do
+    port_busy "$port" && return 0
+    kill -0 "${pids[-1]}" 2>/dev/null || break
+    sleep 0.1
+  done
+  port_busy "$port" && return 0
+  echo "$name did not start ($log):" >&2
+  tail -n 5 "$log" >&2
+  exit 1
+}
+
+if [[ -n "$shopify_port" ]]; then
+  echo "starting the Shopify stand-in on 127.0.0.1:$shopify_port (log: .stack/shopify.log)"
+  start "$VENV/bin/python" infra/shopify.py --port "$shopify_port" >.stack/shopify.log 2>&1
+  wait_port "$shopify_port" "the Shopify stand-in" .stack/shopify.log
+fi
+
 echo "creating the resources template.yaml declares..."
 target/debug/stockroom-local bootstrap --env-file "$ENV_FILE"
+if [[ -n "$shopify_port" ]]; then
+  echo "creating the demo shop on the Shopify stand-in..."
+  target/debug/stockroom-local shopify-setup --env-file "$ENV_FILE"
+fi
 
 echo "starting cargo lambda watch on 127.0.0.1:$lambda_port"
 start "$VENV/bin/cargo-lambda" lambda watch --quiet --env-file .stack/functions.env \

@@ -30,10 +30,12 @@ Where each rule comes from (shopify.dev, read for API version 2026-04/2026-10):
   query may cost at most 1000; standard plan restores 100 points/s):
   https://shopify.dev/docs/apps/build/apis/graphql-admin/rate-limits
   https://shopify.dev/docs/api/usage/limits#the-leaky-bucket-algorithm
-* Webhook headers and HMAC (base64 HMAC-SHA256 of the raw body), the
-  `inventory_levels/update` payload:
-  https://shopify.dev/docs/apps/build/webhooks/subscribe/https
-  https://shopify.dev/docs/api/webhooks?reference=toml#list-inventory_levels-update
+* Webhook headers and HMAC (base64 HMAC-SHA256 of the raw body):
+  https://shopify.dev/docs/apps/build/webhooks/verify-deliveries
+  https://shopify.dev/docs/apps/build/webhooks/delivery-structure#headers
+  The `inventory_levels/update` body has the fields Shopify's webhook reference
+  lists (https://shopify.dev/docs/api/webhooks, topic inventory_levels/update);
+  `orders/create` carries only what sale-webhook reads, and a few ids.
 
 Simplified: one schema shape (2026-04 and later) serves every accepted version,
 except that `@idempotent` and `changeFromQuantity` are only enforced from

@@ -14,14 +14,17 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 run_once() {
-  local how=$1 aws_port lambda_port env log
+  local how=$1 aws_port lambda_port shopify_port env log
   aws_port=$(free_port)
   lambda_port=$(free_port)
+  shopify_port=$(free_port)
   env="$work/local.env"
   log="$work/dev.log"
   sed -e "s#^AWS_ENDPOINT_URL=.*#AWS_ENDPOINT_URL=http://127.0.0.1:$aws_port#" \
       -e "s#^LOCAL_LAMBDA_URL=.*#LOCAL_LAMBDA_URL=http://127.0.0.1:$lambda_port#" \
       -e "s#^\([A-Z_]*_QUEUE_URL\)=http://127.0.0.1:[0-9]*/#\1=http://127.0.0.1:$aws_port/#" \
+      -e "s#^SHOPIFY_LOCAL_PORT=.*#SHOPIFY_LOCAL_PORT=$shopify_port#" \
+      -e "s#^SHOPIFY_ADMIN_URL=http://127.0.0.1:[0-9]*/#SHOPIFY_ADMIN_URL=http://127.0.0.1:$shopify_port/#" \
       infra/local.env >"$env"
   STOCKROOM_ENV_FILE=$env setsid make --no-print-directory dev >"$log" 2>&1 &
   local make_pid=$!
@@ -59,16 +62,22 @@ run_once() {
   done
   sleep 1
   local left
-  left=$(ps -eo pid=,args= | grep -E "emulator.py --port $aws_port|--invoke-port $lambda_port|stockroom-local (triggers|wait-ready) --env-file $env|infra/dev.sh" | grep -v grep || true)
+  left=$(ps -eo pid=,args= | grep -E "emulator.py --port $aws_port|shopify.py --port $shopify_port|--invoke-port $lambda_port|stockroom-local (triggers|wait-ready) --env-file $env|infra/dev.sh" | grep -v grep || true)
   # The stop ran to its end (a second signal must not cut it short).
   grep -q "^stopped\.$" "$log" || left="${left}dev.sh did not finish stopping (no \"stopped.\" in its log)"
-  if [[ -n "$left" ]] || port_busy "$aws_port" || port_busy "$lambda_port"; then
+  if [[ -n "$left" ]] || port_busy "$aws_port" || port_busy "$lambda_port" || port_busy "$shopify_port"; then
     echo "test-dev-stop ($how): SIGTERM left the local stack running:" >&2
     echo "$left" >&2
     tail -n 20 "$log" >&2
     exit 1
   fi
-  echo "test-dev-stop ($how): SIGTERM stopped every part; ports $aws_port and $lambda_port are free"
+  # The stand-in ran and the demo shop was made on it.
+  grep -q "Shopify stand-in: stockroom-demo.myshopify.com" "$log" || {
+    echo "test-dev-stop ($how): the demo shop was not created on the Shopify stand-in:" >&2
+    tail -n 20 "$log" >&2
+    exit 1
+  }
+  echo "test-dev-stop ($how): SIGTERM stopped every part; ports $aws_port, $lambda_port and $shopify_port are free"
 }
 
 run_once make
