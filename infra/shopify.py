@@ -127,7 +127,10 @@ type InventoryLevelConnection { edges: [InventoryLevelEdge!]! nodes: [InventoryL
 
 type InventoryQuantity { id: ID! name: String! quantity: Int! updatedAt: DateTime }
 
-type Location { id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean! }
+type Location {
+  id: ID! legacyResourceId: UnsignedInt64! name: String! isActive: Boolean!
+  inventoryLevels(first: Int, after: String): InventoryLevelConnection!
+}
 
 input InventoryQuantityInput { inventoryItemId: ID! locationId: ID! quantity: Int! changeFromQuantity: Int }
 input InventorySetQuantitiesInput {
@@ -388,6 +391,13 @@ def location(_, info, id=None):
     shop = info.context["shop"]
     n = shop.locations[0] if id is None else gid_number(id, "Location")
     return n if n in shop.locations else None
+
+
+@resolver("Location", "inventoryLevels")
+def location_levels(n, info, first=None, after=None):
+    shop = info.context["shop"]
+    levels = [Level(i, n) for i in sorted(shop.items.values(), key=lambda i: i.id) if n in i.levels]
+    return paginate(levels, first, after, lambda lv: lv.item.id)
 
 
 for field, fn in {
