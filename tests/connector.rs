@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 use stockroom::adjustment::{Adjustment, Change};
 use stockroom::alerts::Alerts;
 use stockroom::channels::{Cause, ChannelMessage, Channels};
-use stockroom::connector::{Connectors, Judged, Sync, Verdict};
+use stockroom::connector::runs::ChannelTask;
+use stockroom::connector::{Connectors, Judged, RunOutcome, Sync, Verdict};
 use stockroom::domain::{Actor, Location, ReasonCode, Sku};
 use stockroom::shopify::{AdminApi, Tokens};
 use stockroom::signature::WebhookSecrets;
@@ -38,6 +39,7 @@ fn sync_for(stack: &TestStack, shop: &TestShop, policy: &str, token: &str) -> Sy
         channels,
         rules: TestStack::rules(),
         alerts: Alerts::new(stack.sqs.clone(), Some(stack.alert_queue().to_owned())),
+        in_flight: Duration::from_secs(300),
     }
 }
 
@@ -166,6 +168,7 @@ fn message(sku: &str, available: i64, sequence: u64) -> ChannelMessage {
             reference: "test".into(),
         },
         sold: BTreeMap::new(),
+        resync: false,
     }
 }
 
@@ -652,4 +655,304 @@ async fn channel_events_takes_only_signed_level_updates_for_a_connected_location
     assert_eq!(status, 200, "{body}");
     let queued = r.stack.take_messages(&app.queue_url, 1, WAIT).await;
     assert_eq!(queued[0]["location_id"], 1001);
+}
+
+// Migration: shadow mode, drift, resync and the first import.
+
+impl Rig {
+    fn api(&self) -> stock_api::App {
+        self.stack.api_app_with(self.sync.connectors.clone())
+    }
+
+    /// A stock API call; the answer's status and JSON.
+    async fn call(&self, method: &str, path: &str, body: Value) -> (u16, Value) {
+        let body = if body.is_null() {
+            Vec::new()
+        } else {
+            serde_json::to_vec(&body).unwrap()
+        };
+        let req = request(url_event(
+            method,
+            path,
+            &[],
+            &[("content-type", "application/json".into())],
+            &body,
+        ));
+        read(stock_api::handle(&self.api(), req).await)
+    }
+
+    async fn set_mode(&self, mode: &str) {
+        let (status, body) = self
+            .call(
+                "PUT",
+                "/channels/web/mode",
+                json!({"mode": mode, "actor": "ana@ops", "reason": "migration"}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["mode"], mode);
+    }
+
+    /// Asks for a run through the stock API, then does what channel-sync does
+    /// with the queued message until the run is done; returns the run.
+    async fn run(&self, kind: &str, body: Value) -> Value {
+        let (status, answer) = self.call("POST", &format!("/channels/web/{kind}"), body).await;
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["run"]["id"].as_str().unwrap().to_owned();
+        let queue = self.stack.stack.queue_urls["ChannelEditsQueue"].clone();
+        let taken = self.stack.take_messages(&queue, 1, WAIT).await;
+        let ChannelTask::Run { run: mut task } = serde_json::from_value(taken[0].clone()).unwrap() else {
+            panic!("not a run: {}", taken[0]);
+        };
+        loop {
+            match self.sync.run_task(task, deadline()).await.unwrap() {
+                RunOutcome::Done(_) => break,
+                RunOutcome::Continue(next) => task = next,
+            }
+        }
+        let (status, run) = self
+            .call("GET", &format!("/channels/web/runs/{id}"), Value::Null)
+            .await;
+        assert_eq!(status, 200, "{run}");
+        assert_eq!(run["status"], "done", "{run}");
+        run
+    }
+
+    async fn drift(&self) -> Value {
+        let (status, drift) = self.call("GET", "/channels/web/drift", Value::Null).await;
+        assert_eq!(status, 200, "{drift}");
+        drift
+    }
+}
+
+fn drift_of<'a>(drift: &'a Value, sku: &str) -> Option<&'a Value> {
+    drift["skus"].as_array().unwrap().iter().find(|r| r["sku"] == sku)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_shadow_a_change_reaches_the_drift_report_and_never_the_channel_until_live_and_resynced() {
+    let r = rig("revert", None, true).await;
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "SHADOW-1", &[(1001, 4)])
+        .await
+        .unwrap();
+    r.set_mode("shadow").await;
+    r.stack.seed("SHADOW-1", "warehouse", 10).await;
+    let p = r.pump(1).await;
+    assert_eq!((p.set, p.failed.len()), (0, 0), "{p:?}");
+    assert_eq!(r.shopify("SHADOW-1").await, Some(4), "shadow never writes");
+    let state = r
+        .stack
+        .store()
+        .sync_state("web", "SHADOW-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.would_set, Some(10), "what it would set is recorded");
+    // The old flow moves the channel meanwhile: an edit in shadow is not judged.
+    let mark = r.last_webhook().await;
+    r.shop
+        .standin
+        .edit(&r.shop.shop, "SHADOW-1", 1001, 3)
+        .await
+        .unwrap();
+    let edit = r.webhook("inventory_levels/update", mark).await;
+    assert_eq!(r.judge(&edit).await, Judged::Ignored);
+    assert_eq!(r.shopify("SHADOW-1").await, Some(3), "no revert in shadow");
+    // The side-by-side report.
+    let run = r.run("reconcile", Value::Null).await;
+    assert_eq!(run["totals"]["differing"], 1, "{run}");
+    let drift = r.drift().await;
+    let row = drift_of(&drift, "SHADOW-1").expect("the SKU is in the drift report");
+    assert_eq!(
+        (
+            row["channel"].as_i64(),
+            row["expected"].as_i64(),
+            row["explained"].as_bool()
+        ),
+        (Some(3), Some(10), Some(false))
+    );
+    assert_eq!(drift["totals"]["units_at_stake"], 7);
+    assert_eq!(
+        r.shopify("SHADOW-1").await,
+        Some(3),
+        "a reconcile in shadow writes nothing either"
+    );
+    // Live, and a resync: the channel takes the master's figure.
+    r.set_mode("live").await;
+    let run = r
+        .run(
+            "resync",
+            json!({"skus": ["SHADOW-1"], "actor": "ana@ops", "reason": "go live"}),
+        )
+        .await;
+    assert_eq!(run["totals"]["set"], 1, "{run}");
+    assert_eq!(r.shopify("SHADOW-1").await, Some(10));
+    let run = r.run("reconcile", Value::Null).await;
+    assert_eq!(run["totals"]["differing"].as_i64().unwrap_or(0), 0, "{run}");
+    // The switches are audited.
+    let changes = r.stack.store().channel_mode_changes("web").await.unwrap();
+    assert_eq!(changes.len(), 2);
+    assert_eq!(
+        (changes[0].mode, changes[0].actor.as_str()),
+        (stockroom::connector::Mode::Live, "ana@ops")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_channel_message_shows_as_drift_and_live_mode_puts_it_right() {
+    let mut r = rig("revert", None, true).await;
+    r.sync.in_flight = Duration::ZERO;
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "LOST-1", &[(1001, 0)])
+        .await
+        .unwrap();
+    r.stack.seed("LOST-1", "warehouse", 10).await;
+    r.pump(1).await;
+    assert_eq!(r.shopify("LOST-1").await, Some(10));
+    // A change whose channel message is deleted unprocessed.
+    r.stack.seed("LOST-1", "warehouse", 6).await;
+    let lost = r.stack.channel_messages("web", 1, WAIT).await;
+    assert_eq!(lost.len(), 1);
+    let run = r.run("reconcile", Value::Null).await;
+    assert_eq!(run["totals"]["differing"], 1, "{run}");
+    assert_eq!(
+        run["totals"]["corrected"], 1,
+        "live mode republishes what nothing explains: {run}"
+    );
+    let row = drift_of(&r.drift().await, "LOST-1")
+        .cloned()
+        .expect("a drift row");
+    assert_eq!(
+        (row["channel"].as_i64(), row["expected"].as_i64()),
+        (Some(10), Some(6))
+    );
+    assert_eq!(r.shopify("LOST-1").await, Some(6));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconcile_lists_skus_only_the_channel_or_only_the_master_has() {
+    let r = rig("revert", None, false).await;
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "BOTH", &[(1001, 2)])
+        .await
+        .unwrap();
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "CHANNEL-ONLY", &[(1001, 5)])
+        .await
+        .unwrap();
+    r.stack.seed("BOTH", "warehouse", 2).await;
+    r.stack.seed("MASTER-ONLY", "warehouse", 9).await;
+    let run = r.run("reconcile", Value::Null).await;
+    assert_eq!(run["totals"]["equal"], 1, "{run}");
+    let drift = r.drift().await;
+    assert_eq!(drift["channel_only"], json!(["CHANNEL-ONLY"]));
+    assert_eq!(drift["master_only"], json!(["MASTER-ONLY"]));
+    assert_eq!(drift["totals"]["unmapped"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_import_sets_the_master_from_the_channel_once_and_never_over_what_it_has() {
+    let r = rig("revert", None, false).await;
+    for (sku, n) in [("IMP-A", 4), ("IMP-B", 0), ("IMP-KNOWN", 7)] {
+        r.shop
+            .standin
+            .add_item(&r.shop.shop, sku, &[(1001, n)])
+            .await
+            .unwrap();
+    }
+    r.stack.seed("IMP-KNOWN", "warehouse", 2).await;
+    // Who and why are required.
+    let (status, _) = r.call("POST", "/channels/web/import", json!({})).await;
+    assert_eq!(status, 400);
+    let run = r
+        .run(
+            "import",
+            json!({"actor": "ana@ops", "reason": "set the source of truth"}),
+        )
+        .await;
+    assert_eq!(
+        (
+            run["totals"]["imported"].as_i64(),
+            run["totals"]["refused"].as_i64()
+        ),
+        (Some(2), Some(1)),
+        "{run}"
+    );
+    assert_eq!(r.stack.available("IMP-A", "warehouse").await, Some(4));
+    assert_eq!(r.stack.available("IMP-B", "warehouse").await, Some(0));
+    assert_eq!(
+        r.stack.available("IMP-KNOWN", "warehouse").await,
+        Some(2),
+        "the master's figure stands"
+    );
+    let entry = r
+        .ledger("IMP-A")
+        .await
+        .into_iter()
+        .find(|e| e["reason"] == "initial_count")
+        .expect("an initial_count entry");
+    assert_eq!(entry["actor"], "ana@ops");
+    // Again: nothing changes.
+    let run = r
+        .run("import", json!({"actor": "ana@ops", "reason": "again"}))
+        .await;
+    assert_eq!(
+        (
+            run["totals"]["imported"].as_i64().unwrap_or(0),
+            run["totals"]["refused"].as_i64()
+        ),
+        (0, Some(3)),
+        "{run}"
+    );
+    assert_eq!(
+        r.ledger("IMP-A")
+            .await
+            .iter()
+            .filter(|e| e["reason"] == "initial_count")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_routes_refuse_unknown_channels_and_bad_requests() {
+    let r = rig("revert", None, false).await;
+    assert_eq!(r.call("GET", "/channels/pos/mode", Value::Null).await.0, 404);
+    assert_eq!(
+        r.call("GET", "/channels/web/drift", Value::Null).await.0,
+        404,
+        "no reconcile yet"
+    );
+    assert_eq!(
+        r.call(
+            "PUT",
+            "/channels/web/mode",
+            json!({"mode": "dark", "actor": "a", "reason": "r"})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(
+        r.call(
+            "POST",
+            "/channels/web/resync",
+            json!({"actor": "a", "reason": "r"})
+        )
+        .await
+        .0,
+        400
+    );
+    assert_eq!(r.call("DELETE", "/channels/web/mode", Value::Null).await.0, 405);
+    let (status, mode) = r.call("GET", "/channels/web/mode", Value::Null).await;
+    assert_eq!(
+        (status, mode["mode"].as_str(), mode["actor"].as_str()),
+        (200, Some("live"), Some("configuration"))
+    );
+    assert_eq!(r.call("GET", "/channels/web/runs/nope", Value::Null).await.0, 404);
 }

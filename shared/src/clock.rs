@@ -24,9 +24,29 @@ pub fn epoch_seconds() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+/// Whether a timestamp (RFC 3339) is more than `age` ago; one that is
+/// missing or unreadable counts as old.
+pub fn older_than(at: Option<&str>, age: std::time::Duration) -> bool {
+    let Some(at) =
+        at.and_then(|a| OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok())
+    else {
+        return true;
+    };
+    (OffsetDateTime::now_utc() - at).whole_milliseconds() > age.as_millis() as i128
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn old_is_past_the_age_or_unknown() {
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(!older_than(Some(&now()), hour));
+        assert!(older_than(Some("2020-01-01T00:00:00Z"), hour));
+        assert!(older_than(None, hour));
+        assert!(older_than(Some("yesterday"), hour));
+    }
 
     #[test]
     fn timestamps_are_fixed_width_and_sort() {

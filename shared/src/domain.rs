@@ -199,6 +199,7 @@ reasons! {
     TransferOut => "transfer_out", manual: true, "Units moved out to another location.";
     Correction => "correction", manual: true, "A correction of an earlier mistake.";
     ChannelEdit => "channel_edit", manual: false, "Someone edited the figure in a channel's own admin.";
+    InitialCount => "initial_count", manual: false, "The first figure of a SKU, imported from a channel.";
 }
 
 impl ReasonCode {

@@ -11,6 +11,8 @@
 //! | feed state | `RECEIPT#feed#<object>` | `STATE` |
 //! | consumer sequence | `CONSUMER#<channel>` | `SKU#<sku>` |
 //! | connector state | `CONNECTOR#<channel>` | `SKU#<sku>` |
+//! | channel mode, its changes, runs, drift rows | `CHANNEL#<channel>` | `MODE`, `MODE#<at>`, `RUN#<id>`, `LAST_RECONCILE`, `DRIFT#<run>#<sku>` |
+//! | held feed marker | `FEEDS#held` | `<feed id>` |
 //! | channel edit receipt | `RECEIPT#channel_edit#<channel>#<item>#<updated at>` | `PART#0000` |
 
 use base64::Engine;
@@ -134,6 +136,41 @@ pub fn sync(channel: &str, sku: &str) -> Key {
 /// Every SKU a channel's connector keeps state for.
 pub fn sync_partition(channel: &str) -> String {
     format!("CONNECTOR#{channel}")
+}
+
+/// A supplier file held for ops, by its feed id (`""`: the partition's key).
+pub fn held_feed(feed: &str) -> Key {
+    Key::new("FEEDS#held", feed.to_owned())
+}
+
+/// The partition of a channel's own records: its mode, its runs, their findings.
+fn channel_partition(channel: &str) -> String {
+    format!("{CHANNEL}{channel}")
+}
+
+/// A channel's mode.
+pub fn channel_mode(channel: &str) -> Key {
+    Key::new(channel_partition(channel), "MODE")
+}
+
+/// One change of a channel's mode, by its time (`""`: the prefix of them all).
+pub fn channel_mode_change(channel: &str, at: &str) -> Key {
+    Key::new(channel_partition(channel), format!("MODE#{at}"))
+}
+
+/// A run (reconcile, import, resync) of a channel.
+pub fn channel_run(channel: &str, id: &str) -> Key {
+    Key::new(channel_partition(channel), format!("RUN#{id}"))
+}
+
+/// Which reconcile of a channel finished last.
+pub fn last_reconcile(channel: &str) -> Key {
+    Key::new(channel_partition(channel), "LAST_RECONCILE")
+}
+
+/// What a reconcile found for one SKU (`""`: the prefix of the run's rows).
+pub fn drift_row(channel: &str, run: &str, sku: &str) -> Key {
+    Key::new(channel_partition(channel), format!("DRIFT#{run}#{sku}"))
 }
 
 /// The SKU and location of a level's key; `None` for any other item.

@@ -592,7 +592,20 @@ impl TestStack {
             }),
             // The local stack's setting: no IAM, writes name their actor.
             writers: stockroom::api::Writers::Anonymous,
+            channels: None,
         }
+    }
+
+    /// The stock API with connector channels: their runs queued on the
+    /// stack's `ChannelEditsQueue`, as channel-sync takes them.
+    pub fn api_app_with(&self, connectors: stockroom::connector::Connectors) -> stock_api::App {
+        let mut app = self.api_app();
+        app.channels = Some(stock_api::channels::ChannelOps {
+            connectors,
+            sqs: self.sqs.clone(),
+            queue_url: self.stack.queue_urls["ChannelEditsQueue"].clone(),
+        });
+        app
     }
 
     /// Sets a level to an absolute figure through the stock API's store.

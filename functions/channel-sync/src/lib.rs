@@ -11,7 +11,8 @@ use std::time::Duration;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use stockroom::alerts::{self, Alerts};
 use stockroom::config::{self, Config, ConfigError};
-use stockroom::connector::{self, EditCheck, Judged, Sync, Verdict};
+use stockroom::connector::runs::{ChannelTask, RunTask};
+use stockroom::connector::{self, EditCheck, Judged, RunOutcome, Sync, Verdict};
 use stockroom::shopify::AdminApi;
 use stockroom::store::StockStore;
 
@@ -21,8 +22,11 @@ const MARGIN: Duration = Duration::from_secs(3);
 /// Everything the handler needs, built once per container.
 pub struct App {
     pub sync: Sync,
-    /// The name of `ChannelEditsQueue`: its records are edit checks.
+    /// The name of `ChannelEditsQueue`: its records are edit checks and runs.
     pub edits_queue: String,
+    /// Its URL, where a run that ran out of time is queued to go on.
+    pub edits_queue_url: String,
+    pub sqs: stockroom::aws_sdk_sqs::Client,
 }
 
 impl App {
@@ -40,8 +44,11 @@ impl App {
                 channels,
                 rules: cfg.locations,
                 alerts: Alerts::new(stockroom::aws_sdk_sqs::Client::new(&sdk), cfg.alert_queue_url),
+                in_flight: connector::in_flight_from_env()?,
             },
             edits_queue: queue_name(&edits_url).to_owned(),
+            edits_queue_url: edits_url,
+            sqs: stockroom::aws_sdk_sqs::Client::new(&sdk),
         })
     }
 }
@@ -53,6 +60,36 @@ pub fn queue_name(url_or_arn: &str) -> &str {
 
 fn id(m: &SqsMessage) -> String {
     m.message_id.clone().unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+enum RunError {
+    #[error(transparent)]
+    Sync(#[from] stockroom::connector::SyncError),
+    #[error("could not queue the run's continuation: {0}")]
+    Queue(String),
+}
+
+/// Runs a reconcile, resync or import; one that runs out of time is queued
+/// again to go on where it stopped.
+async fn run_task(app: &App, task: RunTask, deadline: std::time::Instant) -> Result<(), RunError> {
+    match app.sync.run_task(task, deadline).await? {
+        RunOutcome::Done(_) => Ok(()),
+        RunOutcome::Continue(next) => {
+            let body = serde_json::to_string(&ChannelTask::Run { run: next })
+                .map_err(|e| RunError::Queue(e.to_string()))?;
+            app.sqs
+                .send_message()
+                .queue_url(&app.edits_queue_url)
+                .message_body(body)
+                .send()
+                .await
+                .map_err(|e| {
+                    RunError::Queue(stockroom::aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+                })?;
+            Ok(())
+        }
+    }
 }
 
 /// Handles one batch (records of either queue) until `deadline`.
@@ -97,10 +134,17 @@ pub async fn handle(app: &App, event: SqsEvent, deadline: tokio::time::Instant) 
     }
     let mut edited = 0usize;
     for m in edits {
-        let check: EditCheck = match serde_json::from_str(m.body.as_deref().unwrap_or_default()) {
-            Ok(c) => c,
+        let check: EditCheck = match Sync::task(m.body.as_deref().unwrap_or_default()) {
+            Ok(ChannelTask::Edit(c)) => c,
+            Ok(ChannelTask::Run { run }) => {
+                if let Err(e) = run_task(app, run, deadline).await {
+                    tracing::error!(message_id = %id(&m), error = %e, "run failed");
+                    failed.push(id(&m));
+                }
+                continue;
+            }
             Err(e) => {
-                tracing::error!(message_id = %id(&m), error = %e, "not an edit check");
+                tracing::error!(message_id = %id(&m), error = %e, "not an edit check or a run");
                 failed.push(id(&m));
                 continue;
             }

@@ -1,7 +1,8 @@
 //! `stock-api`: read stock and its ledger, make audited adjustments, release
-//! held supplier files (the routes: [`Route`]; the adjustment request:
+//! held supplier files, and operate connector channels (the routes: [`Route`]; the adjustment request:
 //! [`stockroom::wire::adjustment`]; a release: [`stockroom::feed::release`]).
 
+pub mod channels;
 pub mod release;
 pub mod route;
 
@@ -25,6 +26,8 @@ pub struct App {
     pub feeds: Option<FeedQueue>,
     /// Who may write (`STOCK_API_WRITERS`).
     pub writers: Writers,
+    /// Connector channels' operations (`None`: no connector configured).
+    pub channels: Option<channels::ChannelOps>,
 }
 
 impl App {
@@ -35,6 +38,7 @@ impl App {
             store: StockStore::from_config(&sdk, &cfg),
             feeds: FeedQueue::from_env(&sdk),
             writers: Writers::from_env(),
+            channels: channels::ChannelOps::from_env(&sdk)?,
         })
     }
 }
@@ -50,6 +54,12 @@ pub async fn handle(app: &App, req: Request) -> Response<Body> {
         Ok(Route::Ledger(sku)) => get_ledger(app, &sku, &req).await,
         Ok(Route::Adjust) => post_adjustment(app, &req).await,
         Ok(Route::ReleaseFeed) => release::post(app, &req).await,
+        Ok(Route::HeldFeeds) => channels::get_held(app).await,
+        Ok(Route::ChannelMode(name)) => channels::get_mode(app, &name).await,
+        Ok(Route::SetChannelMode(name)) => channels::put_mode(app, &name, &req).await,
+        Ok(Route::ChannelRun(name, kind)) => channels::post_run(app, &name, kind, &req).await,
+        Ok(Route::RunStatus(name, id)) => channels::get_run(app, &name, &id).await,
+        Ok(Route::Drift(name)) => channels::get_drift(app, &name, &req).await,
         Err(no_route) => no_route.respond(),
     };
     response.map(Body::from)

@@ -3,6 +3,7 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::Response;
 use stockroom::api::{self, percent_decode};
+use stockroom::connector::runs::RunKind;
 use stockroom::domain::{InvalidInput, Sku};
 use stockroom::keys::decode_cursor;
 
@@ -22,6 +23,18 @@ pub enum Route {
     Adjust,
     /// `POST /feeds/release`: ops release a held supplier file.
     ReleaseFeed,
+    /// `GET /feeds/held`: the files waiting for ops.
+    HeldFeeds,
+    /// `GET /channels/{name}/mode`.
+    ChannelMode(String),
+    /// `PUT /channels/{name}/mode`.
+    SetChannelMode(String),
+    /// `POST /channels/{name}/reconcile|import|resync`.
+    ChannelRun(String, RunKind),
+    /// `GET /channels/{name}/runs/{id}`.
+    RunStatus(String, String),
+    /// `GET /channels/{name}/drift`.
+    Drift(String),
 }
 
 /// Why a request has no route.
@@ -76,9 +89,30 @@ impl Route {
             (&Method::GET, ["stock", sku, "ledger"]) => parse_sku(sku).map(Route::Ledger),
             (&Method::POST, ["adjustments"]) => Ok(Route::Adjust),
             (&Method::POST, ["feeds", "release"]) => Ok(Route::ReleaseFeed),
-            (_, ["stock", _] | ["stock", _, "ledger"] | ["adjustments"] | ["feeds", "release"]) => {
-                Err(NoRoute::MethodNotAllowed)
+            (&Method::GET, ["feeds", "held"]) => Ok(Route::HeldFeeds),
+            (&Method::GET, ["channels", name, "mode"]) => Ok(Route::ChannelMode((*name).to_owned())),
+            (&Method::PUT, ["channels", name, "mode"]) => Ok(Route::SetChannelMode((*name).to_owned())),
+            (&Method::POST, ["channels", name, kind @ ("reconcile" | "import" | "resync")]) => {
+                let kind = match *kind {
+                    "reconcile" => RunKind::Reconcile,
+                    "import" => RunKind::Import,
+                    _ => RunKind::Resync,
+                };
+                Ok(Route::ChannelRun((*name).to_owned(), kind))
             }
+            (&Method::GET, ["channels", name, "runs", id]) => {
+                Ok(Route::RunStatus((*name).to_owned(), (*id).to_owned()))
+            }
+            (&Method::GET, ["channels", name, "drift"]) => Ok(Route::Drift((*name).to_owned())),
+            (
+                _,
+                ["stock", _]
+                | ["stock", _, "ledger"]
+                | ["adjustments"]
+                | ["feeds", "release" | "held"]
+                | ["channels", _, "mode" | "reconcile" | "import" | "resync" | "drift"]
+                | ["channels", _, "runs", _],
+            ) => Err(NoRoute::MethodNotAllowed),
             _ => Err(NoRoute::NotFound(path.to_owned())),
         }
     }

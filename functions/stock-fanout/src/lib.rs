@@ -73,7 +73,15 @@ pub async fn publish_sku(app: &App, sku: &Sku, touched: &HashSet<Location>) -> R
         // sequence, which SQS deduplicates and consumers ignore.
         let (available, sequence) = (m.available, m.sequence);
         app.store
-            .record_published(sku, &m.channel, Published { available, sequence })
+            .record_published(
+                sku,
+                &m.channel,
+                Published {
+                    available,
+                    sequence,
+                    published_at: None,
+                },
+            )
             .await?;
         tracing::info!(sku = %sku, channel = %m.channel, available, sequence, "published");
     }

@@ -23,7 +23,9 @@
 //! write fails and the connector reads and decides again.
 
 mod edit;
+pub mod runs;
 mod sync;
+mod work;
 
 use std::collections::BTreeMap;
 
@@ -34,6 +36,7 @@ use crate::config::ConfigError;
 
 pub use edit::{adopted, ChannelEdit, EditDecision, EditRecorded};
 pub use sync::{refused, Judged, Pushed, Sync, SyncError};
+pub use work::{new_run_id, RunOutcome};
 
 /// What happens to an edit made in the channel's own admin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,11 +152,13 @@ impl Connectors {
                 match word.trim() {
                     "revert" => policy = EditPolicy::Revert,
                     "adopt" => policy = EditPolicy::Adopt,
-                    w => mode = Mode::parse(w).ok_or_else(|| {
-                        invalid(format!(
+                    w => {
+                        mode = Mode::parse(w).ok_or_else(|| {
+                            invalid(format!(
                             "{channel}: {w:?} is not an edit policy (revert, adopt) or a mode (shadow, live)"
                         ))
-                    })?,
+                        })?
+                    }
                 }
             }
             let (shop, location) = rest
@@ -215,6 +220,23 @@ pub fn from_env() -> Result<(Channels, Connectors), ConfigError> {
 /// longest delay; 60 by default).
 pub fn grace_from_env() -> Result<u32, ConfigError> {
     parse_grace(crate::config::var("CHANNEL_EDIT_GRACE_SECONDS").as_deref())
+}
+
+/// How long a figure sent to a channel counts as in flight for a reconcile
+/// (`CHANNEL_IN_FLIGHT_SECONDS`, 300 by default: a queue retries a failed
+/// message for longer than a few seconds, and a lost one is older than that).
+pub fn in_flight_from_env() -> Result<std::time::Duration, ConfigError> {
+    match crate::config::var("CHANNEL_IN_FLIGHT_SECONDS") {
+        None => Ok(std::time::Duration::from_secs(300)),
+        Some(v) => v
+            .trim()
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| ConfigError::Invalid {
+                name: "CHANNEL_IN_FLIGHT_SECONDS",
+                message: format!("{v:?} is not a number of seconds"),
+            }),
+    }
 }
 
 fn parse_grace(raw: Option<&str>) -> Result<u32, ConfigError> {
@@ -309,6 +331,8 @@ pub struct SyncState {
     pub would_set: Option<i64>,
     /// Since when the channel's figure differs from the master's (a reconcile's finding).
     pub drift_since: Option<String>,
+    /// The last reconcile run that saw the SKU on the channel.
+    pub seen_run: Option<String>,
     /// Unmapped or duplicate SKUs are alerted once.
     pub alerted: bool,
     pub updated_at: String,

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     judge_edit, plan_push, target, ChannelEdit, Connector, Connectors, Due, EditCheck, EditDecision,
-    EditPolicy, Mapping, Push, SyncState, Verdict,
+    EditPolicy, Mapping, Mode, Push, SyncState, Verdict,
 };
 use crate::alerts::Alerts;
 use crate::channels::{self, Channel, ChannelMessage, Channels};
@@ -72,6 +72,10 @@ pub struct Sync {
     pub channels: Channels,
     pub rules: LocationRules,
     pub alerts: Alerts,
+    /// How long a figure the fan-out sent may take to reach the channel
+    /// before a reconcile stops taking it for "in flight" and calls it lost
+    /// (`CHANNEL_IN_FLIGHT_SECONDS`, 300 by default).
+    pub in_flight: Duration,
 }
 
 /// One SKU on its way to the channel.
@@ -84,15 +88,6 @@ struct Work {
     now: Option<i64>,
     done: bool,
     failed: bool,
-}
-
-fn older_than(at: Option<&str>, age: Duration) -> bool {
-    let Some(at) =
-        at.and_then(|a| time::OffsetDateTime::parse(a, &time::format_description::well_known::Rfc3339).ok())
-    else {
-        return true;
-    };
-    (time::OffsetDateTime::now_utc() - at).whole_seconds() > age.as_secs() as i64
 }
 
 impl Sync {
@@ -160,7 +155,23 @@ impl Sync {
                 }),
             }
         }
-        self.push_work(connector, &mut work, deadline, &mut out).await;
+        let shadow = match self.mode(connector).await {
+            Ok(mode) => mode == Mode::Shadow,
+            Err(e) => {
+                tracing::error!(channel, error = %e, "could not read the channel's mode");
+                out.failed = work.into_iter().flat_map(|w| w.ids).collect();
+                return out;
+            }
+        };
+        if shadow {
+            // Nothing is written in shadow: every figure is read, and what
+            // would be set is recorded against it.
+            for w in &mut work {
+                w.message.resync = true;
+            }
+        }
+        self.push_work(connector, &mut work, deadline, shadow, &mut out)
+            .await;
         for w in work {
             if w.failed {
                 out.failed.extend(w.ids);
@@ -171,7 +182,14 @@ impl Sync {
 
     /// Works a batch through: states, lookups, reads, compare-and-swap
     /// writes (read and decide again when stale), states saved.
-    async fn push_work(&self, c: &Connector, work: &mut [Work], deadline: Instant, out: &mut Pushed) {
+    async fn push_work(
+        &self,
+        c: &Connector,
+        work: &mut [Work],
+        deadline: Instant,
+        shadow: bool,
+        out: &mut Pushed,
+    ) {
         let skus: Vec<String> = work.iter().map(|w| w.sku.clone()).collect();
         match self.store.sync_states(&c.channel, &skus).await {
             Ok(mut states) => {
@@ -206,6 +224,14 @@ impl Sync {
                     Due::Unsendable(mapping) => {
                         out.refused += 1;
                         self.refuse(c, &mut w.state, &mapping).await;
+                        w.done = true;
+                    }
+                    Due::Set(p) if shadow => {
+                        let at = clock::now();
+                        w.state.would_set = Some(p.quantity);
+                        w.state.rebased(p.change_from, p.sold, p.owed, &at);
+                        w.state.sequence = w.state.sequence.max(p.sequence);
+                        out.unchanged += 1;
                         w.done = true;
                     }
                     Due::Set(p) if p.quantity == p.change_from => {
@@ -251,7 +277,7 @@ impl Sync {
                 match s.mapping {
                     Mapping::Unknown => true,
                     Mapping::Mapped => s.item.is_none(),
-                    _ => older_than(s.checked_at.as_deref(), RECHECK_AFTER),
+                    _ => clock::older_than(s.checked_at.as_deref(), RECHECK_AFTER),
                 }
             })
             .collect();
@@ -455,6 +481,10 @@ impl Sync {
         let Some(c) = self.connectors.at(&check.shop, check.location_id) else {
             return Ok(Judged::Ignored);
         };
+        if self.mode(c).await? == Mode::Shadow {
+            // The channel's old flow owns its figures in shadow: nothing to judge.
+            return Ok(Judged::Ignored);
+        }
         let channel = self
             .channel(&c.channel)
             .ok_or_else(|| SyncError::NoConnector(c.channel.clone()))?;

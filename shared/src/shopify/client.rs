@@ -93,6 +93,14 @@ pub enum ItemMatch {
     Several,
 }
 
+/// One level at a location, as a page of them lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelLevel {
+    pub item: String,
+    pub sku: Option<String>,
+    pub available: Option<i64>,
+}
+
 /// One quantity of an `inventorySetQuantities` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SetQuantity {
@@ -511,6 +519,59 @@ impl AdminApi {
             }
         }
         Ok(out)
+    }
+
+    /// One page of the levels at `location`: each item, its SKU and
+    /// `available`, and the cursor of the next page (`None`: the last).
+    pub async fn location_levels(
+        &self,
+        shop: &str,
+        location: &str,
+        first: usize,
+        after: Option<&str>,
+        deadline: Instant,
+    ) -> Result<(Vec<ChannelLevel>, Option<String>), ShopifyError> {
+        const QUERY: &str = "query LocationLevels($location: ID!, $first: Int!, $after: String) {
+  location(id: $location) {
+    inventoryLevels(first: $first, after: $after) {
+      pageInfo { hasNextPage endCursor }
+      nodes { item { id sku } quantities(names: [\"available\"]) { name quantity } }
+    }
+  }
+}";
+        let data = self
+            .call(
+                shop,
+                QUERY,
+                json!({"location": location, "first": first, "after": after}),
+                3.0 * first as f64 + 2.0,
+                deadline,
+            )
+            .await?;
+        let levels = &data["location"]["inventoryLevels"];
+        let page = levels["nodes"]
+            .as_array()
+            .map(|nodes| {
+                nodes
+                    .iter()
+                    .map(|n| ChannelLevel {
+                        item: n["item"]["id"].as_str().unwrap_or_default().to_owned(),
+                        sku: n["item"]["sku"]
+                            .as_str()
+                            .filter(|s| !s.trim().is_empty())
+                            .map(str::to_owned),
+                        available: n["quantities"]
+                            .as_array()
+                            .and_then(|q| q.iter().find(|q| q["name"] == "available"))
+                            .and_then(|q| q["quantity"].as_i64()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let next = (levels["pageInfo"]["hasNextPage"] == true)
+            .then(|| levels["pageInfo"]["endCursor"].as_str().map(str::to_owned))
+            .flatten();
+        Ok((page, next))
     }
 
     /// Sets `available` for every quantity, all or nothing, each only if the

@@ -12,7 +12,8 @@ mod client;
 mod pacer;
 
 pub use client::{
-    sku_query, AdminApi, CallStats, ItemMatch, SetOutcome, SetQuantity, ShopifyError, Tokens, UserError,
+    sku_query, AdminApi, CallStats, ChannelLevel, ItemMatch, SetOutcome, SetQuantity, ShopifyError, Tokens,
+    UserError,
 };
 pub use pacer::{Pacer, ThrottleStatus};
 

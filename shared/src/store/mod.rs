@@ -28,6 +28,7 @@ use crate::sale::{LevelHints, Order, SaleOutcome, SalePart};
 mod connector;
 mod reads;
 mod render;
+pub use connector::MAX_DRIFT_PAGE;
 pub use reads::Published;
 use render::Ran;
 

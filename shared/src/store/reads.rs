@@ -20,12 +20,15 @@ use crate::returns::CancelBook;
 use crate::sale::LineResult;
 
 /// A channel's last published figure for one SKU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Published {
     #[serde(default)]
     pub available: i64,
     #[serde(default)]
     pub sequence: u64,
+    /// When it was sent (as recorded; not written by [`StockStore::record_published`]'s caller).
+    #[serde(default)]
+    pub published_at: Option<String>,
 }
 
 /// A conditional put's outcome: written (`true`) or its condition failed (`false`).
@@ -248,7 +251,30 @@ impl StockStore {
             .set_item(Some(item))
             .send()
             .await?;
+        if let (FeedState::Held { .. }, Some(alert)) = (state, alert) {
+            // Listed for ops until it is released (`GET /feeds/held`).
+            let mut marker = key(&keys::held_feed(&src.id()));
+            marker.insert("kind".into(), s("held_feed"));
+            marker.insert("alert".into(), s(alert.to_string()));
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(Some(marker))
+                .send()
+                .await?;
+        }
         Ok(())
+    }
+
+    /// The files held for ops: each one's `feed_held` alert (what, why, and the release request).
+    pub async fn held_feeds(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        let k = keys::held_feed("");
+        Ok(self
+            .query_prefix(&k.pk, None)
+            .await?
+            .iter()
+            .filter_map(|i| text(i, "alert").and_then(|a| serde_json::from_str(a).ok()))
+            .collect())
     }
 
     /// Replaces an object's state only if it is still `was` (a release
@@ -259,7 +285,7 @@ impl StockStore {
         was: &FeedState,
         state: &FeedState,
     ) -> Result<bool, StoreError> {
-        let was = serde_json::to_string(was).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let was_text = serde_json::to_string(was).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let res = self
             .client
             .put_item()
@@ -267,10 +293,19 @@ impl StockStore {
             .set_item(Some(self.feed_state_item(src, state, None)?))
             .condition_expression("#state = :was")
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":was", s(was))
+            .expression_attribute_values(":was", s(was_text))
             .send()
             .await;
-        put_applied(res)
+        let replaced = put_applied(res)?;
+        if replaced && matches!(was, FeedState::Held { .. }) {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(key(&keys::held_feed(&src.id()))))
+                .send()
+                .await?;
+        }
+        Ok(replaced)
     }
 
     fn feed_state_item(
@@ -337,6 +372,20 @@ impl StockStore {
         })
         .await?;
         Ok(out)
+    }
+
+    /// Each SKU with a level at a location (the `by-location` index).
+    pub(super) async fn for_each_sku_at(
+        &self,
+        location: &Location,
+        mut f: impl FnMut(&str),
+    ) -> Result<(), StoreError> {
+        self.for_each_at_location(location, |l| {
+            if let Some(sku) = l.sku.as_deref() {
+                f(sku)
+            }
+        })
+        .await
     }
 
     async fn for_each_at_location(

@@ -8,6 +8,7 @@
 
 pub mod adjustment;
 mod body;
+pub mod channel_ops;
 pub mod generic;
 pub mod shopify;
 pub mod stream;
