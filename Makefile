@@ -15,7 +15,7 @@ help:
 	@echo "make test    fmt check, clippy, unit and emulator tests, sam validate --lint, cfn-lint, checkov, make dev's stop path"
 	@echo "make chaos   the chaos suite at length: every fault on, then every invariant (CHAOS_SCALE=5)"
 	@echo "make build   one release arm64 build of every function (cargo lambda, Zig), sam build, artifact checks"
-	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, a Python baseline -> BENCHMARKS.md"
+	@echo "make bench   benchmarks: cold start, size, memory, CPU, hot SKU, feeds, fan-out, Shopify connector, a Python baseline -> BENCHMARKS.md"
 	@echo "             (BENCH_ARGS=--full adds the 1,000,000-row feed; BENCH_ARGS=--quick is a rough smoke run)"
 	@echo "make deploy  make build, then sam deploy (--guided the first time)"
 	@echo "make tools   install the pinned dev tools into $(VENV)"

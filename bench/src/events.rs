@@ -45,6 +45,13 @@ pub fn sale(order_id: &str, sku: &str, lines: usize) -> Vec<u8> {
     signed("/", &order_body(order_id, sku, lines, 1))
 }
 
+/// A signed generic sale of one unit of `sku` on `channel`.
+pub fn channel_sale(channel: &str, order_id: &str, sku: &str) -> Vec<u8> {
+    let mut body = order_body(order_id, sku, 1, 1);
+    body["channel"] = json!(channel);
+    signed("/", &body)
+}
+
 /// A signed "return processed" event: one resellable unit.
 pub fn return_processed(return_id: &str, sku: &str) -> Vec<u8> {
     signed(

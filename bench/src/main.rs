@@ -5,7 +5,7 @@
 //! stockroom-bench [--full] [--quick] [--only SECTIONS] [--out PATH]
 //!   --full   import 100,000 and 1,000,000-row feeds (default: 10,000 and 100,000)
 //!   --quick  a smoke run: few repetitions, small feeds (figures are rough)
-//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,feed,units,capacity
+//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,connector,feed,units,capacity
 //!   --out    where to write the report (default BENCHMARKS.md at the repository root)
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! their arm64 artifacts (`make lambda`) and the dev tools (`make tools`):
 //! `make bench` does all three.
 
+mod connector;
 mod events;
 mod fanout;
 mod feed;
@@ -50,12 +51,13 @@ pub enum BenchError {
 }
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "sizes",
     "handler",
     "functions",
     "hot",
     "fanout",
+    "connector",
     "feed",
     "units",
     "capacity",
@@ -70,6 +72,8 @@ struct Plan {
     hot_orders: usize,
     hot_stock: i64,
     fanout_sales: usize,
+    /// The Shopify connector's sales, feed and first sync.
+    connector: connector::Sizes,
     /// Feed sizes: the rate is taken at the larger, memory compared between the two.
     feed_small: u64,
     feed_large: u64,
@@ -96,6 +100,12 @@ fn plan() -> Result<Plan, String> {
         hot_orders: 1_000,
         hot_stock: 100,
         fanout_sales: 100,
+        connector: connector::Sizes {
+            sales: 100,
+            shop_sales: 10,
+            feed: 10_000,
+            first: 1_000,
+        },
         feed_small: 10_000,
         feed_large: 100_000,
         unit_feed_rows: 980,
@@ -117,6 +127,12 @@ fn plan() -> Result<Plan, String> {
                 p.load = 30;
                 p.hot_rounds = 1;
                 p.fanout_sales = 20;
+                p.connector = connector::Sizes {
+                    sales: 20,
+                    shop_sales: 3,
+                    feed: 2_000,
+                    first: 200,
+                };
                 p.feed_small = 2_000;
                 p.feed_large = 10_000;
                 p.unit_feed_rows = 98;
@@ -192,6 +208,15 @@ async fn run(p: &Plan) -> Result<Report, BenchError> {
             report
                 .sections
                 .push(fanout::section(&fresh, p.fanout_sales).await?);
+        }
+        if p.wants("connector") {
+            eprintln!("the Shopify connector: sales to Shopify...");
+            // A stack of its own, as for the fan-out: the stream poller
+            // starts at the stream's beginning.
+            let fresh = stockroom_tests::stack().await;
+            report
+                .sections
+                .push(connector::section(&fresh, p.connector).await?);
         }
         if p.wants("feed") {
             eprintln!("feed import: {} and {} rows...", p.feed_small, p.feed_large);
