@@ -73,6 +73,7 @@ fn sync_for(stack: &TestStack, shop: &TestShop) -> Result<Sync, BenchError> {
         channels,
         rules: TestStack::rules(),
         alerts: Alerts::new(stack.sqs.clone(), Some(stack.alert_queue().to_owned())),
+        in_flight: std::time::Duration::from_secs(300),
     })
 }
 
@@ -347,6 +348,7 @@ fn message(sku: &str, available: i64, sequence: u64) -> ChannelMessage {
             reference: "bench-feed".into(),
         },
         sold: BTreeMap::new(),
+        resync: false,
     }
 }
 
