@@ -735,3 +735,37 @@ async fn dlq_replay_moves_messages_back_in_order() {
         0
     );
 }
+
+#[tokio::test]
+async fn channel_mode_and_held_feeds_through_the_real_routes() {
+    let s = stack().await;
+    let channels = stockroom::channels::Channels::parse("web=warehouse,pos=downtown").unwrap();
+    let connectors =
+        stockroom::connector::Connectors::parse("web=shopify:cli-test.myshopify.com@1001/revert", &channels)
+            .unwrap();
+    let server = Server::start(Some(s.api_app_with(connectors)), no_fake()).await;
+    let (doc, code) = server.json(&["channels", "mode", "web"]).await;
+    assert_eq!((code, doc["mode"].as_str()), (0, Some("live")), "{doc}");
+    let (doc, code) = server
+        .json(&[
+            "channels", "mode", "web", "shadow", "--actor", "ops@test", "--reason", "trial",
+        ])
+        .await;
+    assert_eq!(
+        (code, doc["mode"].as_str(), doc["actor"].as_str()),
+        (0, Some("shadow"), Some("ops@test")),
+        "{doc}"
+    );
+    let stored = s.store().channel_mode("web").await.unwrap().unwrap();
+    assert_eq!(stored.mode, stockroom::connector::Mode::Shadow);
+    // A channel without a connector: refused, exit 3.
+    let (_, code) = server.json(&["channels", "mode", "pos"]).await;
+    assert_eq!(code, 3);
+    // Nothing held: an empty list.
+    let (doc, code) = server.json(&["feeds", "held"]).await;
+    assert_eq!(
+        (code, doc["held"].as_array().map(Vec::len)),
+        (0, Some(0)),
+        "{doc}"
+    );
+}

@@ -307,6 +307,21 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_ops_release_them() {
     let request = json!({"method": "POST", "path": "/feeds/release", "body": {"feed": key, "etag": etag}});
     assert_eq!(rep["release"], request);
     assert_eq!(alert(&s, "feed_held", key).await["release"], request);
+    // Ops find it in the list of held files, with the request that releases it.
+    let held = || async {
+        let req = stockroom_tests::request(url_event("GET", "/feeds/held", &[], &[], b""));
+        read(stock_api::handle(&s.api_app(), req).await).1
+    };
+    let listed = held().await;
+    let mine = |list: &Value| {
+        list["held"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["feed"] == key)
+            .cloned()
+    };
+    assert_eq!(mine(&listed).expect("listed")["release"], request, "{listed}");
     assert_eq!(s.available("SKU-0", "pool:acme").await, Some(5));
     assert_eq!(s.available("SKU-9", "pool:acme").await, Some(5));
 
@@ -347,6 +362,7 @@ async fn empty_or_mass_zeroing_stock_files_are_held_until_ops_release_them() {
     assert_eq!(release(&s, unknown).await.0, 404);
     let (status, released) = release(&s, ask("checked with acme: six lines discontinued")).await;
     assert_eq!(status, 202, "{released}");
+    assert_eq!(mine(&held().await), None, "released: no longer listed");
     assert_eq!(released["state"]["status"], "released");
     let msg = s
         .next_feed_message(NOTIFY)
