@@ -149,11 +149,13 @@ impl Connectors {
                 match word.trim() {
                     "revert" => policy = EditPolicy::Revert,
                     "adopt" => policy = EditPolicy::Adopt,
-                    w => mode = Mode::parse(w).ok_or_else(|| {
-                        invalid(format!(
+                    w => {
+                        mode = Mode::parse(w).ok_or_else(|| {
+                            invalid(format!(
                             "{channel}: {w:?} is not an edit policy (revert, adopt) or a mode (shadow, live)"
                         ))
-                    })?,
+                        })?
+                    }
                 }
             }
             let (shop, location) = rest
