@@ -166,6 +166,7 @@ fn message(sku: &str, available: i64, sequence: u64) -> ChannelMessage {
             reference: "test".into(),
         },
         sold: BTreeMap::new(),
+        resync: false,
     }
 }
 
