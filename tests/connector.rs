@@ -476,6 +476,38 @@ async fn an_edit_in_shopify_s_admin_is_recorded_and_reverted_and_the_app_s_own_e
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_check_leaves_a_later_change_to_its_own_grace_period() {
+    let r = rig("revert", None, true).await;
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "GRACE", &[(1001, 0)])
+        .await
+        .unwrap();
+    r.stack.seed("GRACE", "warehouse", 10).await;
+    let before = r.last_webhook().await;
+    r.pump(1).await;
+    let echo = r.webhook("inventory_levels/update", before).await;
+    // A shopper buys one on Shopify; its order has not reached Stockroom yet.
+    let mark = r.last_webhook().await;
+    r.shop
+        .standin
+        .order(&r.shop.shop, 1001, &[("GRACE", 1)])
+        .await
+        .unwrap();
+    let sale = r.webhook("inventory_levels/update", mark).await;
+    // The app's own set's check comes due first: the sale is not its to judge.
+    assert_eq!(r.judge(&echo).await, Judged::Ignored);
+    assert_eq!(r.shopify("GRACE").await, Some(9), "the sold unit stays off sale");
+    assert!(r
+        .ledger("GRACE")
+        .await
+        .iter()
+        .all(|e| e["reason"] != "channel_edit"));
+    // The sale's own check, due after its grace, still judges what it saw.
+    assert!(matches!(r.judge(&sale).await, Judged::Verdict(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_adopt_an_edit_in_shopify_s_admin_moves_the_master() {
     let r = rig("adopt", None, true).await;
     r.shop

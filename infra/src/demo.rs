@@ -6,10 +6,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_sqs::types::QueueAttributeName;
+use tokio::time::Instant;
+
 use serde_json::{json, Value};
 use stockroom::signature::{sign_generic_now, sign_shopify};
 
 use crate::http::{HttpClient, HttpError, Reply};
+use crate::shopify::{local_base, Standin, StandinError};
 
 const SKU: &str = "JKT-BLUE-M";
 /// The demo's Shopify store, as `infra/local.env`'s secrets name it.
@@ -19,12 +23,34 @@ const SHOP: &str = "stockroom-demo.myshopify.com";
 pub enum DemoError {
     #[error(transparent)]
     Http(#[from] HttpError),
+    #[error(transparent)]
+    Standin(#[from] StandinError),
     #[error("{0} is not set in infra/local.env")]
     Missing(&'static str),
     #[error("infra/local.env's WEBHOOK_SECRET lists no sender {0}")]
     NoSender(String),
     #[error("unexpected answer from {what}: {status} {body}")]
     Unexpected { what: String, status: u16, body: String },
+}
+
+/// A channel whose figure a connector (channel-sync) sets on a Shopify shop.
+#[derive(Debug, Clone)]
+pub struct ShopChannel {
+    pub channel: String,
+    pub shop: String,
+    /// The Shopify location the figure goes to.
+    pub location_id: i64,
+    /// What an edit made in the shop's admin gets: `revert` or `adopt`.
+    pub policy: String,
+    /// The channel's queue: channel-sync's to consume, the demo only watches it drain.
+    pub queue: String,
+}
+
+/// How a shop's figure settled after a step.
+struct ShopFigure {
+    available: Option<i64>,
+    /// When it last moved, counted from the step's start (None: it did not move).
+    moved: Option<Duration>,
 }
 
 pub struct Demo {
@@ -42,6 +68,13 @@ pub struct Demo {
     s3: aws_sdk_s3::Client,
     /// What each channel was last told about the SKU: (sequence, available).
     figures: std::sync::Mutex<HashMap<String, (u64, i64)>>,
+    /// The channels with a connector, and the local Shopify stand-in they sell on.
+    shop_channels: Vec<ShopChannel>,
+    standin: Option<Standin>,
+    /// Every channel, in configuration order (how the figures are printed).
+    order: Vec<String>,
+    /// How long an edit seen in a shop waits before it is judged (`CHANNEL_EDIT_GRACE_SECONDS`).
+    grace: Duration,
 }
 
 fn expect(what: &str, reply: &Reply, ok: &[u16]) -> Result<Value, DemoError> {
@@ -108,7 +141,32 @@ impl Demo {
                     .build(),
             ),
             figures: std::sync::Mutex::new(HashMap::new()),
+            shop_channels: Vec::new(),
+            standin: None,
+            order: Vec::new(),
+            grace: Duration::from_secs(60),
         })
+    }
+
+    /// The channels with a connector: their figures are read from the local
+    /// Shopify stand-in (`SHOPIFY_LOCAL_PORT`), not from their queues, which
+    /// channel-sync consumes. `order`: every channel, as configured.
+    pub fn with_shops(
+        mut self,
+        env: &HashMap<String, String>,
+        shop_channels: Vec<ShopChannel>,
+        order: Vec<String>,
+    ) -> Result<Self, DemoError> {
+        if !shop_channels.is_empty() {
+            self.standin = Some(Standin::new(local_base(env)?));
+        }
+        self.grace = env
+            .get("CHANNEL_EDIT_GRACE_SECONDS")
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .map_or(self.grace, Duration::from_secs);
+        self.shop_channels = shop_channels;
+        self.order = order;
+        Ok(self)
     }
 
     fn url(&self, function: &str, path: &str) -> String {
@@ -141,6 +199,8 @@ impl Demo {
         // Whatever earlier runs left on the channel queues is not this story's.
         self.channel_update(Duration::from_millis(500)).await;
         self.figures.lock().map(|mut f| f.clear()).unwrap_or(());
+        self.stock_the_shops().await?;
+        let step = Instant::now();
         println!(
             "1. Morning counts: one blue jacket ({SKU}) left on the rack downtown, three in the warehouse."
         );
@@ -159,9 +219,11 @@ impl Demo {
         let _ = self.drain_alerts().await;
         self.print_channels(
             "web sells the warehouse, pos the downtown shop, marketplace the warehouse less a buffer of 2",
+            step,
         )
         .await;
 
+        let step = Instant::now();
         println!("2. At the same moment, a shopper orders it online and a customer buys it at the till.");
         let online_id = run * 10 + 1;
         let online = serde_json::to_vec(&json!({
@@ -209,7 +271,7 @@ impl Demo {
             );
         }
 
-        self.print_channels("only pos sells from downtown, so only pos hears of it")
+        self.print_channels("only pos sells from downtown, so only pos hears of it", step)
             .await;
 
         println!("3. Shopify delivers the online order's webhook again (it delivers at least once).");
@@ -232,6 +294,7 @@ impl Demo {
         }
         println!();
 
+        let step = Instant::now();
         println!("6. Returns come back.");
         let web_covered = web["status"] == "applied";
         let restock_type = if web_covered { "return" } else { "cancel" };
@@ -286,7 +349,8 @@ impl Demo {
         );
         println!("   The master count again: back on sale, the damaged one kept out of it.");
         self.print_stock().await?;
-        self.print_channels("the shop's till can sell them again").await;
+        self.print_channels("the shop's till can sell them again", step)
+            .await;
 
         self.supplier_delivery(run).await?;
 
@@ -314,10 +378,17 @@ impl Demo {
                 e["actor"].as_str().unwrap_or(""),
             );
         }
+        println!();
+        let edited = self.shop_edit().await?;
         println!(
-            "\nOne sale covered, one flagged as an oversell, the count at 0 and never below; \
+            "One sale covered, one flagged as an oversell, the count at 0 and never below; \
              returns back on sale the moment they were processed; \
-             a supplier delivery applied row by row, its bad row reported; every channel told within seconds."
+             a supplier delivery applied row by row, its bad row reported; every channel told within seconds{}.",
+            if edited {
+                "; an edit made in Shopify's admin recorded in the ledger and set back to the master's figure"
+            } else {
+                ""
+            }
         );
         Ok(())
     }
@@ -327,6 +398,7 @@ impl Demo {
         let Some(bucket) = &self.feed_bucket else {
             return Ok(());
         };
+        let step = Instant::now();
         println!("7. The supplier drops its delivery note into the feed bucket; one row has a typo.");
         let key = format!("feeds/acme/deliveries/delivery {run}.csv");
         let csv = format!("sku,quantity,location,carton\n{SKU},6,warehouse,C-1\nCAP-GREEN,4,warehouse,C-2\n{SKU},six,warehouse,C-3\n");
@@ -381,30 +453,283 @@ impl Demo {
             );
         }
         self.print_stock().await?;
-        self.print_channels("the warehouse delivery reaches web and marketplace")
+        self.print_channels("the warehouse delivery reaches web and marketplace", step)
             .await;
         Ok(())
     }
 
-    /// Waits for the fan-out to deliver, then prints each channel's figure.
-    async fn print_channels(&self, why: &str) {
-        if self.channel_queues.is_empty() {
+    /// Waits for the fan-out to deliver (and each connector to set its shop's
+    /// figure), then prints each channel's figure. `step`: when the step began.
+    async fn print_channels(&self, why: &str, step: Instant) {
+        if self.order.is_empty() {
             return;
         }
-        let heard = self.channel_update(Duration::from_secs(3)).await;
+        let (heard, shops) = tokio::join!(
+            self.channel_update(Duration::from_secs(3)),
+            self.shop_figures(step)
+        );
         let figures = self.figures.lock().map(|f| f.clone()).unwrap_or_default();
         let shown: Vec<String> = self
-            .channel_queues
+            .order
             .iter()
-            .map(|(c, _)| match figures.get(c) {
-                Some((_, a)) => format!("{c} {a}"),
-                None => format!("{c} -"),
+            .map(|c| match shops.get(c) {
+                Some(ShopFigure {
+                    available: Some(a), ..
+                }) => format!("{c} {a} (in Shopify)"),
+                Some(_) => format!("{c} - (not in Shopify)"),
+                None => match figures.get(c) {
+                    Some((_, a)) => format!("{c} {a}"),
+                    None => format!("{c} -"),
+                },
             })
             .collect();
         println!(
-            "   channels now sell: {}  ({heard} message(s); {why})\n",
+            "   channels now sell: {}  ({heard} message(s); {why})",
             shown.join(" · ")
         );
+        for s in &self.shop_channels {
+            if let Some(ShopFigure {
+                available: Some(a),
+                moved: Some(after),
+            }) = shops.get(&s.channel)
+            {
+                println!(
+                    "   channel-sync set {} to {a} in Shopify ({}, location {}) {:.1} s after the step began",
+                    s.channel,
+                    s.shop,
+                    s.location_id,
+                    after.as_secs_f64()
+                );
+            }
+        }
+        println!();
+    }
+
+    /// Makes sure the demo's SKU is an item each connected shop stocks at the
+    /// connector's location (looked up first: the demo runs again and again
+    /// against one stack).
+    async fn stock_the_shops(&self) -> Result<(), DemoError> {
+        let Some(standin) = &self.standin else {
+            return Ok(());
+        };
+        for s in &self.shop_channels {
+            let shown = standin.level(&s.shop, SKU, s.location_id).await?;
+            let how = match shown {
+                Some(n) => format!("already an item there, showing {n}"),
+                None => {
+                    let rows = standin.levels(&s.shop).await?;
+                    match rows.iter().find(|r| r.sku.as_deref() == Some(SKU)) {
+                        Some(r) => {
+                            standin
+                                .edit_item(&s.shop, r.inventory_item_id, s.location_id, 0)
+                                .await?;
+                            format!("item {} now stocked there", r.inventory_item_id)
+                        }
+                        None => {
+                            let item = standin.add_item(&s.shop, SKU, &[(s.location_id, 0)]).await?;
+                            format!("item {} created, showing 0", item.inventory_item_id)
+                        }
+                    }
+                }
+            };
+            println!(
+                "0. The {} channel is a Shopify store ({}): channel-sync sets its figure at location {}. {SKU}: {how}.\n",
+                s.channel, s.shop, s.location_id
+            );
+            if let Ok(mut f) = self.figures.lock() {
+                f.insert(s.channel.clone(), (0, shown.unwrap_or(0)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until each shop's figure has settled: the channel's queue
+    /// drained by channel-sync and the figure still for a while (at most 30 s).
+    async fn shop_figures(&self, step: Instant) -> HashMap<String, ShopFigure> {
+        const STILL: Duration = Duration::from_millis(1500);
+        let mut out = HashMap::new();
+        let Some(standin) = &self.standin else {
+            return out;
+        };
+        for s in &self.shop_channels {
+            let start = Instant::now();
+            // The figure shown after the previous step: a first read that
+            // differs already moved during this one.
+            let mut last = self
+                .figures
+                .lock()
+                .ok()
+                .and_then(|f| f.get(&s.channel).map(|(_, a)| *a));
+            let mut still_since = start;
+            let mut moved = None;
+            let mut first = true;
+            loop {
+                let now = standin.level(&s.shop, SKU, s.location_id).await.ok().flatten();
+                let t = Instant::now();
+                if now != last {
+                    if !first || last.is_some() {
+                        moved = Some(t - step);
+                    }
+                    last = now;
+                    still_since = t;
+                }
+                first = false;
+                // The fan-out needs a moment to put the step's message on the
+                // queue (seconds when its function starts cold): as long as the
+                // other channels' queues are read.
+                let drained = t - start >= Duration::from_secs(3) && self.queue_drained(&s.queue).await;
+                if (drained && t - still_since >= STILL) || t - start >= Duration::from_secs(30) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let (Some(a), Ok(mut f)) = (last, self.figures.lock()) {
+                f.insert(s.channel.clone(), (0, a));
+            }
+            out.insert(
+                s.channel.clone(),
+                ShopFigure {
+                    available: last,
+                    moved,
+                },
+            );
+        }
+        out
+    }
+
+    /// Whether a queue holds no message, visible or in flight (true if it cannot be read).
+    async fn queue_drained(&self, url: &str) -> bool {
+        let Ok(got) = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+        else {
+            return true;
+        };
+        got.attributes().is_none_or(|a| {
+            [
+                QueueAttributeName::ApproximateNumberOfMessages,
+                QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+            ]
+            .iter()
+            .all(|k| a.get(k).is_none_or(|n| n == "0"))
+        })
+    }
+
+    /// The last step: a manager edits the figure in Shopify's admin; after
+    /// the grace period channel-sync records it in the ledger and applies
+    /// the channel's policy. Whether there was a shop to edit.
+    async fn shop_edit(&self) -> Result<bool, DemoError> {
+        let Some(standin) = &self.standin else {
+            return Ok(false);
+        };
+        let mut edited = false;
+        for s in &self.shop_channels {
+            let Some(shown) = standin.level(&s.shop, SKU, s.location_id).await? else {
+                continue;
+            };
+            let typed = shown + 4;
+            println!(
+                "9. In Shopify's admin a manager miscounts the rack and types {typed} for {SKU} at location {} (Shopify showed {shown}).",
+                s.location_id
+            );
+            let _ = self.drain_alerts().await;
+            let newest = self
+                .api("GET", &format!("/stock/{SKU}/ledger?limit=1"), None)
+                .await?["entries"][0]["at"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let edit = Instant::now();
+            standin.edit(&s.shop, SKU, s.location_id, typed).await?;
+            println!(
+                "   Shopify posts inventory_levels/update to channel-events, which holds the check back for the grace period ({} s): an order of the shop's own may still explain it.",
+                self.grace.as_secs()
+            );
+            let deadline = edit + self.grace + Duration::from_secs(30);
+            let (mut entry, mut recorded, mut back) = (None::<Value>, None, None);
+            let mut figure = Some(typed);
+            while Instant::now() < deadline {
+                if entry.is_none() {
+                    let ledger = self
+                        .api("GET", &format!("/stock/{SKU}/ledger?limit=5"), None)
+                        .await?;
+                    entry = ledger["entries"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .find(|e| {
+                            e["reason"] == "channel_edit" && e["at"].as_str().unwrap_or("") > newest.as_str()
+                        })
+                        .cloned();
+                    if entry.is_some() {
+                        recorded = Some(edit.elapsed());
+                    }
+                }
+                if back.is_none() {
+                    figure = standin.level(&s.shop, SKU, s.location_id).await?;
+                    if figure != Some(typed) {
+                        back = Some(edit.elapsed());
+                    }
+                }
+                // Under `adopt` the figure stays: the master follows it.
+                if entry.is_some() && (back.is_some() || s.policy != "revert") {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let Some(e) = entry else {
+                println!(
+                    "   no channel_edit entry in the ledger {} s after the edit\n",
+                    (self.grace + Duration::from_secs(30)).as_secs()
+                );
+                continue;
+            };
+            edited = true;
+            println!(
+                "   {:.1} s later, the ledger: {} {} delta {} {} {} by {}, Shopify {} -> {}",
+                recorded.unwrap_or_default().as_secs_f64(),
+                e["at"].as_str().unwrap_or(""),
+                e["location"].as_str().unwrap_or(""),
+                e["delta"].as_i64().unwrap_or(0),
+                e["reason"].as_str().unwrap_or(""),
+                e["reference"].as_str().unwrap_or(""),
+                e["actor"].as_str().unwrap_or(""),
+                e["before"],
+                e["after"]
+            );
+            if let Some(note) = e["note"].as_str() {
+                println!("   note: {note}");
+            }
+            for a in self.wait_for_alerts(1, Duration::from_secs(2)).await {
+                if a["kind"] == "channel_edit" {
+                    println!(
+                        "   ops alerted: {} set from {} to {} in {}'s admin (policy {})",
+                        a["channel"].as_str().unwrap_or(""),
+                        a["before"],
+                        a["after"],
+                        a["shop"].as_str().unwrap_or(""),
+                        a["policy"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            match (s.policy.as_str(), back, figure) {
+                ("revert", Some(after), Some(now)) => println!(
+                    "   Shopify back at {now} {:.1} s after the edit: the master stays the truth (policy revert).\n",
+                    after.as_secs_f64()
+                ),
+                ("revert", _, _) => println!("   Shopify still shows {typed}: not reverted yet\n"),
+                _ => {
+                    println!("   The master adopts the edit (policy adopt):");
+                    self.print_stock().await?;
+                }
+            }
+        }
+        Ok(edited)
     }
 
     /// Reads every channel queue for about `settle`, keeping the highest

@@ -176,19 +176,38 @@ async fn run(args: &Args, env: &std::collections::HashMap<String, String>) -> Re
         "demo" => {
             let stack = bootstrap(&sdk, &template).await.map_err(|e| e.to_string())?;
             let fanout = template.function_env("stock-fanout", &stack);
-            let channel_queues = match (fanout.get("CHANNELS"), fanout.get("CHANNEL_QUEUES")) {
-                (Some(c), Some(q)) => {
-                    let channels = stockroom::channels::Channels::parse(c).map_err(|e| e.to_string())?;
-                    let queues = channels.queues(q).map_err(|e| e.to_string())?;
-                    channels
-                        .iter()
-                        .map(|c| (c.name.clone(), queues[&c.name].clone()))
-                        .collect()
+            let mut channel_queues = Vec::new();
+            let mut shop_channels = Vec::new();
+            let mut order = Vec::new();
+            if let (Some(c), Some(q)) = (fanout.get("CHANNELS"), fanout.get("CHANNEL_QUEUES")) {
+                let channels = stockroom::channels::Channels::parse(c).map_err(|e| e.to_string())?;
+                let queues = channels.queues(q).map_err(|e| e.to_string())?;
+                // A channel with a connector is channel-sync's to consume: the
+                // demo reads its figure from the shop instead of its queue.
+                let connectors = stockroom::connector::Connectors::parse(
+                    env.get("CONNECTORS").map(String::as_str).unwrap_or(""),
+                    &channels,
+                )
+                .map_err(|e| e.to_string())?;
+                for c in channels.iter() {
+                    order.push(c.name.clone());
+                    let queue = queues[&c.name].clone();
+                    match connectors.of_channel(&c.name) {
+                        Some(k) => shop_channels.push(demo::ShopChannel {
+                            channel: c.name.clone(),
+                            shop: k.shop.clone(),
+                            location_id: k.location_id as i64,
+                            policy: k.policy.as_str().to_owned(),
+                            queue,
+                        }),
+                        None => channel_queues.push((c.name.clone(), queue)),
+                    }
                 }
-                _ => Vec::new(),
-            };
+            }
             let feed_bucket = stack.buckets.get("FeedBucket").cloned();
             demo::Demo::new(env, &lambda, &sdk, channel_queues, feed_bucket)
+                .map_err(|e| e.to_string())?
+                .with_shops(env, shop_channels, order)
                 .map_err(|e| e.to_string())?
                 .run()
                 .await

@@ -59,7 +59,8 @@ pub struct Pushed {
 /// What judging an edit check did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Judged {
-    /// Not a level of any connector (another location, an item gone).
+    /// Not a level of any connector (another location, an item gone), or a
+    /// check whose level changed again since (the later change's check judges it).
     Ignored,
     Verdict(Verdict),
 }
@@ -524,6 +525,14 @@ impl Sync {
         let verdict = judge_edit(Some(&state), master_knows, now, sold);
         let at = clock::now();
         tracing::info!(channel = %c.channel, sku = %sku, now, master, sold, ?verdict, "edit check");
+        if matches!(verdict, Verdict::Edit { .. }) && check.available.is_some_and(|a| a != now) {
+            // The level changed again after the change this check is for: that
+            // change has its own webhook and its own grace period. Judged now,
+            // a shop's order placed moments ago would count as an edit (and,
+            // under revert, its unit go back on sale).
+            tracing::info!(channel = %c.channel, sku = %sku, now, seen = ?check.available, "edit check superseded by a later change");
+            return Ok(Judged::Ignored);
+        }
         match verdict {
             Verdict::Echo => return Ok(Judged::Verdict(verdict)),
             Verdict::Unmanaged => {
