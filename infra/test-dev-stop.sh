@@ -62,7 +62,10 @@ run_once() {
   done
   sleep 1
   local left
-  left=$(ps -eo pid=,args= | grep -E "emulator.py --port $aws_port|shopify.py --port $shopify_port|--invoke-port $lambda_port|stockroom-local (triggers|wait-ready) --env-file $env|infra/dev.sh" | grep -v grep || true)
+  # This run's parts only (another stack may be running on other ports):
+  # each by its port or env file, and dev.sh itself by make's process group.
+  left=$(ps -eo pid=,args= | grep -E "emulator.py --port $aws_port|shopify.py --port $shopify_port|--invoke-port $lambda_port|stockroom-local (triggers|wait-ready) --env-file $env" | grep -v grep || true)
+  left="${left}$(pgrep -a -g "$make_pid" 2>/dev/null || true)"
   # The stop ran to its end (a second signal must not cut it short).
   grep -q "^stopped\.$" "$log" || left="${left}dev.sh did not finish stopping (no \"stopped.\" in its log)"
   if [[ -n "$left" ]] || port_busy "$aws_port" || port_busy "$lambda_port" || port_busy "$shopify_port"; then
