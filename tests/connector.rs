@@ -988,3 +988,58 @@ async fn channel_routes_refuse_unknown_channels_and_bad_requests() {
     );
     assert_eq!(r.call("GET", "/channels/web/runs/nope", Value::Null).await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_cannot_pass_fails_with_its_error_and_one_that_may_pass_is_retried() {
+    let mut r = rig("revert", None, false).await;
+    r.shop
+        .standin
+        .add_item(&r.shop.shop, "RUN-1", &[(1001, 1)])
+        .await
+        .unwrap();
+    let queue = r.stack.stack.queue_urls["ChannelEditsQueue"].clone();
+    let take = || async {
+        let taken = r.stack.take_messages(&queue, 1, WAIT).await;
+        let ChannelTask::Run { run } = serde_json::from_value(taken[0].clone()).unwrap() else {
+            panic!("not a run");
+        };
+        run
+    };
+    // Shopify answers 503 past the deadline (backing off 0.2, 0.4, 0.8, 1.6 s,
+    // the fifth call would come after 3 s): the run waits for its retry.
+    let (_, answer) = r.call("POST", "/channels/web/reconcile", Value::Null).await;
+    let id = answer["run"]["id"].as_str().unwrap().to_owned();
+    let task = take().await;
+    r.shop.standin.fault(&r.shop.shop, 503, 4, None).await.unwrap();
+    let soon = Instant::now() + Duration::from_secs(2);
+    assert!(r.sync.run_task(task.clone(), soon).await.is_err());
+    let (_, run) = r
+        .call("GET", &format!("/channels/web/runs/{id}"), Value::Null)
+        .await;
+    assert_eq!(run["status"], "running", "{run}");
+    assert!(run["error"].as_str().is_some(), "{run}");
+    // The retry, once Shopify answers again, finishes it.
+    assert!(matches!(
+        r.sync.run_task(task, deadline()).await.unwrap(),
+        RunOutcome::Done(_)
+    ));
+    let (_, run) = r
+        .call("GET", &format!("/channels/web/runs/{id}"), Value::Null)
+        .await;
+    assert_eq!(
+        (run["status"].as_str(), run["totals"]["channel_only"].as_i64()),
+        (Some("done"), Some(1)),
+        "{run}"
+    );
+    assert!(run["error"].is_null(), "{run}");
+    // A refused token cannot pass: the run fails, and says why.
+    r.sync = sync_for(&r.stack, &r.shop, "revert", "shpat_wrong");
+    let (_, answer) = r.call("POST", "/channels/web/reconcile", Value::Null).await;
+    let id = answer["run"]["id"].as_str().unwrap().to_owned();
+    assert!(r.sync.run_task(take().await, deadline()).await.is_err());
+    let (_, run) = r
+        .call("GET", &format!("/channels/web/runs/{id}"), Value::Null)
+        .await;
+    assert_eq!(run["status"], "failed", "{run}");
+    assert!(run["error"].as_str().unwrap().contains("access token"), "{run}");
+}

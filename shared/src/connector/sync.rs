@@ -41,6 +41,17 @@ pub enum SyncError {
     NoConnector(String),
 }
 
+impl SyncError {
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::Store(_) | SyncError::KeptMoving(_) | SyncError::Contended(_) => true,
+            SyncError::Shopify(e) => !e.is_unauthorized(),
+            SyncError::Refused(_) | SyncError::NoConnector(_) => false,
+        }
+    }
+}
+
 /// What became of a batch of channel messages.
 #[derive(Debug, Default)]
 pub struct Pushed {

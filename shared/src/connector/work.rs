@@ -101,16 +101,25 @@ impl Sync {
             }
             Ok(None) => {
                 run.status = RunStatus::Done;
+                run.error = None;
                 run.finished_at = Some(clock::now());
                 self.store.save_run(&run).await?;
                 tracing::info!(channel = %c.channel, run = %run.id, kind = run.kind.as_str(), totals = ?run.totals, "run done");
                 Ok(RunOutcome::Done(run))
             }
             Err(e) => {
-                run.status = RunStatus::Failed;
-                run.finished_at = Some(clock::now());
-                run.error = Some(e.to_string());
-                self.store.save_run(&run).await?;
+                // A passing failure (throttled past the deadline, a store
+                // hiccup) is retried with the message, from where it stood;
+                // one that cannot pass (no token, no connector) ends the run.
+                // The record as of the last continuation: its totals match
+                // where the retried message starts again.
+                let mut stored = self.store.run_record(&c.channel, &id).await?.unwrap_or(run);
+                stored.error = Some(e.to_string());
+                if !e.is_transient() {
+                    stored.status = RunStatus::Failed;
+                    stored.finished_at = Some(clock::now());
+                }
+                self.store.save_run(&stored).await?;
                 Err(e)
             }
         }
