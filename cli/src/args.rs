@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand};
 
 /// Stockroom's ops command line: the stock API (signed with SigV4 in the
 /// cloud, plain HTTP to the local stack) and dead-letter queue replays.
@@ -117,20 +117,11 @@ pub enum FeedsCommand {
     },
 }
 
-/// A channel's mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    Shadow,
-    Live,
-}
+/// A channel's mode, as the library names it.
+pub use stockroom::connector::Mode;
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Shadow => "shadow",
-            Mode::Live => "live",
-        }
-    }
+fn parse_mode(raw: &str) -> Result<Mode, String> {
+    Mode::parse(raw).ok_or_else(|| format!("{raw:?} is not a mode: shadow or live"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,7 +129,7 @@ pub enum ChannelsCommand {
     /// Show a channel's mode, or switch it.
     Mode {
         channel: String,
-        #[arg(requires_all = ["actor", "reason"])]
+        #[arg(requires_all = ["actor", "reason"], value_parser = parse_mode)]
         mode: Option<Mode>,
         #[arg(long, value_name = "A", requires = "mode")]
         actor: Option<String>,

@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 
-use super::reads::put_applied;
-use super::render::{key, n, s, Item};
+use super::render::{key, s, Item};
 use super::{StockStore, StoreError};
 use crate::connector::runs::{DriftRow, ModeRecord, RunKind, RunRecord, RunStatus};
 use crate::connector::SyncState;
@@ -61,17 +60,7 @@ impl StockStore {
         item.extend(key(&keys::sync(channel, &state.sku)));
         item.insert("kind".into(), s("connector"));
         item.insert("channel".into(), s(channel));
-        let res = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR #rev = :seen")
-            .expression_attribute_names("#rev", "rev")
-            .expression_attribute_values(":seen", n(seen as i64))
-            .send()
-            .await;
-        let saved = put_applied(res)?;
+        let saved = self.put_if_unmoved(item, "rev", "=", seen).await?;
         if !saved {
             state.rev = seen;
         }

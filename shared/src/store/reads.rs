@@ -196,14 +196,26 @@ impl StockStore {
         let mut item = key(k);
         item.insert("sequence".into(), n(sequence as i64));
         item.extend(fields.into_iter().map(|(name, v)| (name.to_owned(), v)));
+        self.put_if_unmoved(item, "sequence", "<", sequence).await
+    }
+
+    /// Puts an item if none is there or its `attribute` compares to `seen`
+    /// (`op`: `=` or `<`) as expected. `Ok(false)`: another writer got there first.
+    pub(super) async fn put_if_unmoved(
+        &self,
+        item: Item,
+        attribute: &str,
+        op: &str,
+        seen: u64,
+    ) -> Result<bool, StoreError> {
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
             .set_item(Some(item))
-            .condition_expression("attribute_not_exists(pk) OR #seq < :seq")
-            .expression_attribute_names("#seq", "sequence")
-            .expression_attribute_values(":seq", n(sequence as i64))
+            .condition_expression(format!("attribute_not_exists(pk) OR #attr {op} :seen"))
+            .expression_attribute_names("#attr", attribute)
+            .expression_attribute_values(":seen", n(seen as i64))
             .send()
             .await;
         put_applied(res)
