@@ -389,7 +389,7 @@ pub async fn section(stack: &TestStack, n: usize) -> Result<Section, BenchError>
         int(n)
     ));
     let setup = format!(
-        "{} items on a stand-in shop with the standard bucket ({BUCKET_MAX:.0} points, {RESTORE_RATE:.0}/s) at location {LOCATION}; the master holds {} of them at `{MASTER_LOCATION}` (the web channel's location): {} at the channel's figure, {} at another (every {DRIFT_EVERY}th), and {} more the channel does not carry; {} channel SKUs the master has never seen. The connector in shadow (compares and records, corrects nothing). `Sync::run_task` with a reconcile task, each invocation given channel-sync's {} s, a continuation run at once as the queued message would be",
+        "{} items on a stand-in shop with the standard bucket ({BUCKET_MAX:.0} points, {RESTORE_RATE:.0}/s) at location {LOCATION}; the master holds {} of them at `{MASTER_LOCATION}` (the web channel's location): {} at the channel's figure, {} at another (one in {DRIFT_EVERY}), and {} more the channel does not carry; {} channel SKU(s) the master has never seen. The connector in shadow (compares and records, corrects nothing). `Sync::run_task` with a reconcile task, each invocation given channel-sync's {} s, a continuation run at once as the queued message would be",
         int(n),
         int(total("compared") as usize),
         int(total("equal") as usize),
