@@ -24,7 +24,7 @@ use crate::stats::{median, ms, quantile};
 use crate::BenchError;
 
 /// The connector's Shopify location (`CONNECTORS`: `web=shopify:<shop>@1001`).
-const LOCATION: i64 = 1001;
+pub(crate) const LOCATION: i64 = 1001;
 const SKU: &str = "BENCH-SHOPIFY";
 const STOCK: i64 = 10_000;
 /// Lambda's SQS batch for a FIFO queue holds at most 10 messages.
@@ -32,10 +32,10 @@ const BATCH: usize = 10;
 /// The template's `MaximumConcurrency` for the web channel's queue.
 const CONSUMERS: usize = 5;
 /// channel-sync's timeout less the margin its handler keeps back.
-const INVOCATION: Duration = Duration::from_secs(57);
+pub(crate) const INVOCATION: Duration = Duration::from_secs(57);
 /// The standard plan's bucket, as the stand-in defaults it.
-const BUCKET_MAX: f64 = 2000.0;
-const RESTORE_RATE: f64 = 100.0;
+pub(crate) const BUCKET_MAX: f64 = 2000.0;
+pub(crate) const RESTORE_RATE: f64 = 100.0;
 /// What one `inventorySetQuantities` costs.
 const MUTATION_COST: f64 = 10.0;
 /// How long any one wait of this section may take before it fails.
@@ -54,7 +54,7 @@ pub struct Sizes {
     pub first: usize,
 }
 
-fn runtime(e: impl std::fmt::Display) -> BenchError {
+pub(crate) fn runtime(e: impl std::fmt::Display) -> BenchError {
     BenchError::Runtime(e.to_string())
 }
 
@@ -180,12 +180,12 @@ async fn shopify_shows(shop: &TestShop, sku: &str, want: i64) -> Result<Instant,
     }
 }
 
-async fn calls(shop: &TestShop) -> Result<Vec<Call>, BenchError> {
+pub(crate) async fn calls(shop: &TestShop) -> Result<Vec<Call>, BenchError> {
     shop.standin.calls(&shop.shop).await.map_err(runtime)
 }
 
 /// Calls by kind: (mutations, queries, points spent, throttled answers).
-fn tally(calls: &[Call]) -> (usize, usize, u64, usize) {
+pub(crate) fn tally(calls: &[Call]) -> (usize, usize, u64, usize) {
     let mutations = calls
         .iter()
         .filter(|c| !c.throttled && c.operation.as_deref() == Some("mutation"))
@@ -352,7 +352,7 @@ fn message(sku: &str, available: i64, sequence: u64) -> ChannelMessage {
     }
 }
 
-fn figure(i: usize) -> i64 {
+pub(crate) fn figure(i: usize) -> i64 {
     1 + (i % 97) as i64
 }
 
@@ -523,7 +523,7 @@ async fn feed(stack: &TestStack, n: usize) -> Result<Push, BenchError> {
     push_all(stack, &shop, messages).await
 }
 
-fn int(n: usize) -> String {
+pub(crate) fn int(n: usize) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

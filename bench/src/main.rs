@@ -5,7 +5,7 @@
 //! stockroom-bench [--full] [--quick] [--only SECTIONS] [--out PATH]
 //!   --full   import 100,000 and 1,000,000-row feeds (default: 10,000 and 100,000)
 //!   --quick  a smoke run: few repetitions, small feeds (figures are rough)
-//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,connector,feed,units,capacity
+//!   --only   comma-separated sections: sizes,handler,functions,hot,fanout,connector,reconcile,feed,units,capacity
 //!   --out    where to write the report (default BENCHMARKS.md at the repository root)
 //! ```
 //!
@@ -22,6 +22,7 @@ mod handler;
 mod hot;
 mod process;
 mod proxy;
+mod reconcile;
 mod report;
 mod runtime_api;
 mod sizes;
@@ -51,13 +52,14 @@ pub enum BenchError {
 }
 
 /// The sections, in the order they run.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "sizes",
     "handler",
     "functions",
     "hot",
     "fanout",
     "connector",
+    "reconcile",
     "feed",
     "units",
     "capacity",
@@ -74,6 +76,8 @@ struct Plan {
     fanout_sales: usize,
     /// The Shopify connector's sales, feed and first sync.
     connector: connector::Sizes,
+    /// SKUs on the channel the reconcile compares.
+    reconcile: usize,
     /// Feed sizes: the rate is taken at the larger, memory compared between the two.
     feed_small: u64,
     feed_large: u64,
@@ -106,6 +110,7 @@ fn plan() -> Result<Plan, String> {
             feed: 10_000,
             first: 1_000,
         },
+        reconcile: 10_000,
         feed_small: 10_000,
         feed_large: 100_000,
         unit_feed_rows: 980,
@@ -133,6 +138,7 @@ fn plan() -> Result<Plan, String> {
                     feed: 2_000,
                     first: 200,
                 };
+                p.reconcile = 2_000;
                 p.feed_small = 2_000;
                 p.feed_large = 10_000;
                 p.unit_feed_rows = 98;
@@ -217,6 +223,15 @@ async fn run(p: &Plan) -> Result<Report, BenchError> {
             report
                 .sections
                 .push(connector::section(&fresh, p.connector).await?);
+        }
+        if p.wants("reconcile") {
+            eprintln!("a reconcile of {} SKUs...", p.reconcile);
+            // A stack of its own: the master-only SKUs are every SKU at the
+            // channel's locations, which should be this section's alone.
+            let fresh = stockroom_tests::stack().await;
+            report
+                .sections
+                .push(reconcile::section(&fresh, p.reconcile).await?);
         }
         if p.wants("feed") {
             eprintln!("feed import: {} and {} rows...", p.feed_small, p.feed_large);

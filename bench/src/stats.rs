@@ -105,6 +105,21 @@ pub fn machine() -> String {
     )
 }
 
+/// Resident set size of a process now (`VmRSS`), in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    status_field(
+        &std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?,
+        "VmRSS:",
+    )
+}
+
+/// Resets this process's peak resident set size (`VmHWM`) to its current
+/// size (`clear_refs` with 5), so a later peak is the peak of what followed.
+/// False where the kernel does not allow it.
+pub fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
