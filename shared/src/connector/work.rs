@@ -19,7 +19,8 @@ use crate::domain::{Actor, DocumentRef, ReasonCode, Sku};
 const PAGE: usize = 100;
 /// SKUs compared at once.
 const CONCURRENCY: usize = 16;
-/// Time a page needs at most: a run stops for a continuation before it.
+/// The least time kept for a page: a run stops for a continuation when less
+/// is left (or less than half again its slowest page so far).
 const PAGE_TIME: Duration = Duration::from_secs(15);
 
 /// What became of a run message.
@@ -136,12 +137,16 @@ impl Sync {
     ) -> Result<Option<String>, SyncError> {
         let mut cursor = task.cursor.clone();
         let mode = self.mode(c).await?;
+        // A page's table work does not watch the deadline: the margin grows
+        // with the slowest page, so an invocation stops before it overruns.
+        let mut margin = PAGE_TIME;
         loop {
-            if Instant::now() + PAGE_TIME > deadline {
+            if Instant::now() + margin > deadline {
                 if let Some(cursor) = cursor {
                     return Ok(Some(cursor));
                 }
             }
+            let started = Instant::now();
             let (page, next) = self
                 .api
                 .location_levels(&c.shop, &c.location_gid(), PAGE, cursor.as_deref(), deadline)
@@ -150,6 +155,7 @@ impl Sync {
                 RunKind::Import => self.import_page(c, task, run, &page).await?,
                 _ => self.reconcile_page(c, run, &page, mode, deadline).await?,
             }
+            margin = margin.max(started.elapsed() * 3 / 2);
             match next {
                 Some(n) => cursor = Some(n),
                 None => break,
@@ -265,14 +271,7 @@ impl Sync {
         for location in &channel.locations {
             master.extend(self.store.skus_at(location).await?);
         }
-        let seen: HashSet<String> = self
-            .store
-            .channel_states(&c.channel)
-            .await?
-            .into_iter()
-            .filter(|s| s.seen_run.as_deref() == Some(run.id.as_str()))
-            .map(|s| s.sku)
-            .collect();
+        let seen = self.store.seen_in_run(&c.channel, &run.id).await?;
         let mut only: Vec<String> = master.difference(&seen).cloned().collect();
         only.sort();
         run.totals.insert("master_only".into(), only.len() as i64);

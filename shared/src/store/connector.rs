@@ -268,6 +268,33 @@ impl StockStore {
         Ok((rows, next))
     }
 
+    /// The SKUs a reconcile run saw on the channel (its `seen_run` marks;
+    /// only the two attributes are read).
+    pub async fn seen_in_run(
+        &self,
+        channel: &str,
+        run: &str,
+    ) -> Result<std::collections::HashSet<String>, StoreError> {
+        let items: Vec<Item> = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(keys::sync_partition(channel)))
+            .projection_expression("sku, seen_run")
+            .into_paginator()
+            .items()
+            .send()
+            .try_collect()
+            .await?;
+        Ok(items
+            .iter()
+            .filter(|i| i.get("seen_run").and_then(|v| v.as_s().ok()).map(String::as_str) == Some(run))
+            .filter_map(|i| i.get("sku").and_then(|v| v.as_s().ok()).cloned())
+            .collect())
+    }
+
     /// Every SKU with a level at a location (the `by-location` index).
     pub async fn skus_at(&self, location: &crate::domain::Location) -> Result<Vec<String>, StoreError> {
         let mut out = Vec::new();
