@@ -7,18 +7,15 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use stockroom::adjustment::{Adjustment, Change};
-use stockroom::alerts::Alerts;
-use stockroom::channels::{Cause, ChannelMessage, Channels};
+use stockroom::channels::{Cause, ChannelMessage};
 use stockroom::connector::runs::ChannelTask;
-use stockroom::connector::{Connectors, Judged, RunOutcome, Sync, Verdict};
+use stockroom::connector::{Judged, RunOutcome, Sync, Verdict};
 use stockroom::domain::{Actor, Location, ReasonCode, Sku};
-use stockroom::shopify::{AdminApi, Tokens};
 use stockroom::signature::WebhookSecrets;
 use stockroom_local::shopify::Webhook;
 use stockroom_tests::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-const CHANNELS: &str = "web=warehouse,pos=downtown,marketplace=warehouse/2";
 
 struct Rig {
     stack: TestStack,
@@ -28,19 +25,7 @@ struct Rig {
 }
 
 fn sync_for(stack: &TestStack, shop: &TestShop, policy: &str, token: &str) -> Sync {
-    let channels = Channels::parse(CHANNELS).unwrap();
-    let connectors =
-        Connectors::parse(&format!("web=shopify:{}@1001/{policy}", shop.shop), &channels).unwrap();
-    let tokens = Tokens::parse(&json!({ &shop.shop: token }).to_string()).unwrap();
-    Sync {
-        store: stack.store(),
-        api: AdminApi::new(&shopify().admin_url(), "2026-10", tokens).unwrap(),
-        connectors,
-        channels,
-        rules: TestStack::rules(),
-        alerts: Alerts::new(stack.sqs.clone(), Some(stack.alert_queue().to_owned())),
-        in_flight: Duration::from_secs(300),
-    }
+    stack.connector(shop, policy, token)
 }
 
 async fn rig(policy: &str, bucket: Option<(u32, u32)>, fanout: bool) -> Rig {

@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use serde_json::json;
-use stockroom::alerts::Alerts;
 use stockroom::channels::{Cause, ChannelMessage};
-use stockroom::connector::{Connectors, Mapping, Sync, SyncState};
-use stockroom::shopify::{AdminApi, Tokens};
+use stockroom::connector::{Mapping, Sync, SyncState};
 use stockroom::signature::WebhookSecrets;
-use stockroom_local::shopify::{Call, API_VERSION};
-use stockroom_tests::{delivery, read, shopify, test_shop, TestShop, TestStack};
+use stockroom_local::shopify::Call;
+use stockroom_tests::{delivery, read, test_shop, TestShop, TestStack};
 
 use crate::events;
 use crate::report::{Row, Section};
@@ -62,19 +60,7 @@ pub(crate) fn runtime(e: impl std::fmt::Display) -> BenchError {
 /// configures channel-sync (its channels, `revert`), with its own Admin API
 /// client and so its own pacer, as a Lambda container has.
 fn sync_for(stack: &TestStack, shop: &TestShop) -> Result<Sync, BenchError> {
-    let channels = stack.fanout_app().channels;
-    let connectors = Connectors::parse(&format!("web=shopify:{}@{LOCATION}/revert", shop.shop), &channels)
-        .map_err(runtime)?;
-    let tokens = Tokens::parse(&json!({ &shop.shop: &shop.token }).to_string()).map_err(runtime)?;
-    Ok(Sync {
-        store: stack.store(),
-        api: AdminApi::new(&shopify().admin_url(), API_VERSION, tokens).map_err(runtime)?,
-        connectors,
-        channels,
-        rules: TestStack::rules(),
-        alerts: Alerts::new(stack.sqs.clone(), Some(stack.alert_queue().to_owned())),
-        in_flight: std::time::Duration::from_secs(300),
-    })
+    Ok(stack.connector(shop, "revert", &shop.token))
 }
 
 /// channel-sync on the web channel's FIFO queue: polled as Lambda's event

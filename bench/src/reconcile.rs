@@ -8,15 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use serde_json::json;
-use stockroom::alerts::Alerts;
 use stockroom::aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use stockroom::connector::runs::{RunKind, RunRecord, RunStatus, RunTask};
-use stockroom::connector::{Connectors, RunOutcome, Sync};
-use stockroom::shopify::{AdminApi, Tokens};
+use stockroom::connector::{RunOutcome, Sync};
 use stockroom_local::faults::Emulator;
-use stockroom_local::shopify::API_VERSION;
-use stockroom_tests::{emulator, shopify, test_shop, TestShop, TestStack};
+use stockroom_tests::{emulator, test_shop, TestShop, TestStack};
 
 use crate::connector::{calls, figure, int, runtime, tally, BUCKET_MAX, INVOCATION, LOCATION, RESTORE_RATE};
 use crate::report::{Row, Section};
@@ -165,22 +161,7 @@ async fn master_levels(stack: &TestStack, levels: Vec<(String, i64)>) -> Result<
 /// compares and records, and corrects nothing (in live it would push every
 /// unexplained difference, a cost of its own measured by the connector section).
 fn shadow_sync(stack: &TestStack, shop: &TestShop) -> Result<Sync, BenchError> {
-    let channels = stack.fanout_app().channels;
-    let connectors = Connectors::parse(
-        &format!("web=shopify:{}@{LOCATION}/revert/shadow", shop.shop),
-        &channels,
-    )
-    .map_err(runtime)?;
-    let tokens = Tokens::parse(&json!({ &shop.shop: &shop.token }).to_string()).map_err(runtime)?;
-    Ok(Sync {
-        store: stack.store(),
-        api: AdminApi::new(&shopify().admin_url(), API_VERSION, tokens).map_err(runtime)?,
-        connectors,
-        channels,
-        rules: TestStack::rules(),
-        alerts: Alerts::new(stack.sqs.clone(), Some(stack.alert_queue().to_owned())),
-        in_flight: Duration::from_secs(300),
-    })
+    Ok(stack.connector(shop, "revert/shadow", &shop.token))
 }
 
 /// What the run measured.

@@ -596,6 +596,36 @@ impl TestStack {
         }
     }
 
+    /// channel-sync's connector for the web channel into a test shop at
+    /// location 1001, configured as the template configures it (its
+    /// channels); `suffix` is the policy and mode (`revert`, `adopt`,
+    /// `revert/shadow`). Each has its own Admin API client, so its own
+    /// pacer, as a Lambda container has.
+    pub fn connector(&self, shop: &TestShop, suffix: &str, token: &str) -> stockroom::connector::Sync {
+        let channels = self.fanout_app().channels;
+        let connectors = stockroom::connector::Connectors::parse(
+            &format!("web=shopify:{}@1001/{suffix}", shop.shop),
+            &channels,
+        )
+        .expect("a connector");
+        let tokens =
+            stockroom::shopify::Tokens::parse(&json!({ &shop.shop: token }).to_string()).expect("the tokens");
+        stockroom::connector::Sync {
+            store: self.store(),
+            api: stockroom::shopify::AdminApi::new(
+                &shopify().admin_url(),
+                stockroom_local::shopify::API_VERSION,
+                tokens,
+            )
+            .expect("the Admin API"),
+            connectors,
+            channels,
+            rules: Self::rules(),
+            alerts: Alerts::new(self.sqs.clone(), Some(self.alert_queue().to_owned())),
+            in_flight: Duration::from_secs(300),
+        }
+    }
+
     /// The stock API with connector channels: their runs queued on the
     /// stack's `ChannelEditsQueue`, as channel-sync takes them.
     pub fn api_app_with(&self, connectors: stockroom::connector::Connectors) -> stock_api::App {
