@@ -400,7 +400,7 @@ pub async fn section(stack: &TestStack, n: usize) -> Result<Section, BenchError>
                 m.longest.as_secs_f64()
             ),
             format!(
-                "a run stops for a continuation when less than a page's time (15 s) is left of the invocation's {} s",
+                "a run stops for a continuation when less than 15 s, or half again its slowest page, is left of the invocation's {} s",
                 INVOCATION.as_secs()
             ),
         )
@@ -499,7 +499,7 @@ pub async fn section(stack: &TestStack, n: usize) -> Result<Section, BenchError>
         },
     ));
     s.notes.push(
-        "What bounds the memory: the run holds a page of 100 levels at a time, and writes each page's drift rows and seen marks as it goes; the lists of channel-only and master-only SKUs kept on the run stop at 1,000 each. What grows with the catalog is the end of the run: to find master-only SKUs it reads every SKU the master has at the channel's locations and every connector state of the channel (whole records, then kept as SKU strings: 10,000 of each here), a few MB at 10,000 SKUs and about ten times that at 100,000.".into(),
+        "What bounds the memory: the run holds a page of 100 levels at a time, and writes each page's drift rows and seen marks as it goes; the lists of channel-only and master-only SKUs kept on the run stop at 1,000 each. What grows with the catalog is the end of the run: to find master-only SKUs it reads every SKU the master has at the channel's locations and the SKU and seen mark of every connector state of the channel (kept as SKU strings: 10,000 of each here), a few MB at 10,000 SKUs and about ten times that at 100,000.".into(),
     );
     Ok(s)
 }
