@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 
+use super::reads::from_item;
 use super::render::{key, s, Item};
 use super::{StockStore, StoreError};
 use crate::connector::runs::{DriftRow, ModeRecord, RunKind, RunRecord, RunStatus};
@@ -15,7 +15,7 @@ use crate::keys;
 const READ_CONCURRENCY: usize = 16;
 
 fn state_of(item: Item) -> Result<SyncState, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("a connector state: {e}")))
+    from_item(item, "a connector state")
 }
 
 impl StockStore {
@@ -69,16 +69,7 @@ impl StockStore {
 
     /// Every SKU's state on a channel, in SKU order.
     pub async fn channel_states(&self, channel: &str) -> Result<Vec<SyncState>, StoreError> {
-        self.client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", AttributeValue::S(keys::sync_partition(channel)))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
+        self.query_prefix(&keys::sync_partition(channel), None)
             .await?
             .into_iter()
             .map(state_of)
@@ -91,10 +82,6 @@ pub const MAX_DRIFT_PAGE: i32 = 500;
 
 fn to_item<T: serde::Serialize>(value: &T, what: &str) -> Result<Item, StoreError> {
     serde_dynamo::to_item(value).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
-}
-
-fn from_item<T: serde::de::DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
-    serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
 impl StockStore {
@@ -135,22 +122,10 @@ impl StockStore {
     /// A channel's mode changes, newest first.
     pub async fn channel_mode_changes(&self, channel: &str) -> Result<Vec<ModeRecord>, StoreError> {
         let k = keys::channel_mode_change(channel, "");
-        let items: Vec<Item> = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .consistent_read(true)
-            .key_condition_expression("pk = :pk AND begins_with(sk, :prefix)")
-            .expression_attribute_values(":pk", s(&k.pk))
-            .expression_attribute_values(":prefix", s(&k.sk))
-            .scan_index_forward(false)
-            .into_paginator()
-            .items()
-            .send()
-            .try_collect()
-            .await?;
-        items
+        self.query_prefix(&k.pk, Some(&k.sk))
+            .await?
             .into_iter()
+            .rev()
             .map(|i| from_item(i, "a channel mode"))
             .collect()
     }

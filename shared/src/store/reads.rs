@@ -49,7 +49,7 @@ pub(super) fn put_applied(
     }
 }
 
-fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
+pub(super) fn from_item<T: DeserializeOwned>(item: Item, what: &str) -> Result<T, StoreError> {
     serde_dynamo::from_item(item).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
 }
 
@@ -61,7 +61,7 @@ impl StockStore {
     /// Every item of a partition whose sort key starts with `prefix`, read
     /// strongly consistent, through the SDK's paginator.
     /// (`None`: the whole partition).
-    async fn query_prefix(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
+    pub(super) async fn query_prefix(&self, pk: &str, prefix: Option<&str>) -> Result<Vec<Item>, StoreError> {
         let query = self
             .client
             .query()
